@@ -1,0 +1,3 @@
+from densecnn.cli import main
+
+main()

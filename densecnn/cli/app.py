@@ -1,0 +1,45 @@
+"""The Typer application: one sub-command per module, imported lazily where they are heavy."""
+
+from __future__ import annotations
+
+import typer
+
+from densecnn import __version__
+
+app = typer.Typer(
+    name="densecnn",
+    help="Dense prediction from the command line: detect, segment and classify images, folders, "
+    "videos and streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"densecnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """densecnn: detection, segmentation and classification over images, folders, videos and streams."""
+
+
+def _register() -> None:
+    from densecnn.cli import detect, models, weights
+
+    app.command("detect", no_args_is_help=True)(detect.detect)
+    app.command("models")(models.models)
+    app.add_typer(weights.app, name="weights")
+
+
+_register()
+
+
+def run() -> None:
+    app()

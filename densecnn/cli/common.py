@@ -1,0 +1,29 @@
+"""What every command shares: consoles, and turning DenseCNNError into a message and an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from densecnn.errors import DenseCNNError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def user_errors(*, verbose: bool = False) -> Iterator[None]:
+    """Print a DenseCNNError as ``Error: ...`` (traceback only with ``--verbose``) and exit with its code."""
+    try:
+        yield
+    except DenseCNNError as exc:
+        if verbose:
+            err_console.print(traceback.format_exc(), markup=False, highlight=False)
+        err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(exc.hint, markup=False, highlight=False)
+        raise typer.Exit(exc.exit_code) from None

@@ -1,0 +1,68 @@
+"""File-system habits in one place: atomic writes, run-directory naming, output paths."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write to a temp file beside ``path``, fsync, then ``os.replace``: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    with atomic_open(path, "w") as fh:
+        json.dump(obj, fh, indent=2)
+        fh.write("\n")
+
+
+def next_run_dir(parent: Path, name: str, *, exist_ok: bool) -> Path:
+    """``parent/name``, or with ``exist_ok=False`` the first free of ``name``, ``name2``, ``name3``…
+
+    Like Ultralytics: an earlier run's outputs are never overwritten unless the user says so.
+    """
+    candidate = parent / name
+    if exist_ok or not candidate.exists():
+        return candidate
+    stem = re.sub(r"\d+$", "", name) or name
+    n = 2
+    while (parent / f"{stem}{n}").exists():
+        n += 1
+    return parent / f"{stem}{n}"
+
+
+def output_path(root: Path, source: str, *, suffix: str | None = None, tag: str = "") -> Path:
+    """Where the output for input ``source`` (a relative POSIX path) goes under ``root``.
+
+    ``suffix`` replaces the extension; ``tag`` is appended to the stem (e.g. ``_12`` for frame 12).
+    Absolute paths and ``..`` parts never escape ``root``.
+    """
+    rel = PurePosixPath(source)
+    parts = [p for p in rel.parts if p not in ("", ".", "..", "/")]
+    rel = PurePosixPath(*parts) if parts else PurePosixPath("input")
+    name = f"{rel.stem}{tag}{suffix if suffix is not None else rel.suffix}"
+    return root.joinpath(*rel.parent.parts, name)

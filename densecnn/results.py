@@ -1,0 +1,96 @@
+"""Prediction results as plain dataclasses of numpy arrays.
+
+Boxes are always ``xyxy`` float32 in original-image pixels (x to the right, y down, origin at the
+top-left corner of the top-left pixel). No drawing and no I/O here: sinks and ``draw`` do that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded image or video frame, as it enters the predictor.
+
+    ``image`` is ``HxWx3`` uint8 BGR (the OpenCV convention). ``source`` is the input's path relative
+    to the source root (what outputs are named after); ``index`` is the frame index in the input
+    (0 for images, the decoded frame number for videos before ``--vid-stride`` is applied);
+    ``timestamp`` is seconds from the stream start (``pts * time_base``), 0.0 for images.
+    """
+
+    image: np.ndarray
+    source: str
+    path: str
+    index: int = 0
+    timestamp: float = 0.0
+    is_video: bool = False
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float32)
+
+
+@dataclass
+class Detections:
+    """N detections of one image: equal-length arrays.
+
+    boxes: ``(N, 4)`` float32 xyxy, original-image pixels. scores: ``(N,)`` float32 in [0, 1].
+    class_ids: ``(N,)`` int64, the model's own class ids. names: id → class name for this model.
+    """
+
+    boxes: np.ndarray = field(default_factory=_empty_boxes)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.float32))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
+    names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        if not (len(self.boxes) == len(self.scores) == len(self.class_ids)):
+            raise ValueError(
+                f"Detections fields differ in length: boxes {len(self.boxes)}, "
+                f"scores {len(self.scores)}, class_ids {len(self.class_ids)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def filter(self, keep: np.ndarray) -> Detections:
+        """A new Detections with the rows selected by a boolean mask or index array."""
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.names)
+
+    def class_name(self, class_id: int) -> str:
+        return self.names.get(int(class_id), str(int(class_id)))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per detection: class_id, class_name, score, box ``[x1, y1, x2, y2]``."""
+        return [
+            {
+                "class_id": int(c),
+                "class_name": self.class_name(c),
+                "score": round(float(s), 5),
+                "box": [round(float(v), 2) for v in b],
+            }
+            for b, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
+        ]
+
+
+@dataclass
+class Prediction:
+    """What flows from the predictor to the sinks: the frame and its result."""
+
+    frame: Frame
+    detections: Detections

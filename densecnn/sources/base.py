@@ -1,0 +1,64 @@
+"""What a source emits, in order, for each input it discovered.
+
+For every input: ``InputStart``, then zero or more ``Frame``s, then optionally ``InputFailure``
+(the input, or the rest of it, could not be decoded), then ``InputEnd``. Sinks see the same events in
+the same order, so a video writer opens on ``InputStart`` and finalizes on ``InputEnd``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+from densecnn.results import Frame
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pbm", ".pgm", ".ppm"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv", ".flv"})
+
+InputKind = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One input found by a source: ``source`` is its path relative to the source root (POSIX)."""
+
+    path: Path
+    source: str
+    kind: InputKind
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Stream facts read when a video opens. ``frame_count`` is the container's estimate (0: unknown)."""
+
+    fps: Fraction
+    width: int
+    height: int
+    frame_count: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class InputStart:
+    ref: InputRef
+    video: VideoInfo | None = None
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """``error`` is a one-line message a user can act on; ``frame`` is set when a video broke mid-way."""
+
+    ref: InputRef
+    error: str
+    frame: int | None = None
+
+
+@dataclass(frozen=True)
+class InputEnd:
+    ref: InputRef
+    frames: int
+
+
+SourceEvent = InputStart | Frame | InputFailure | InputEnd
