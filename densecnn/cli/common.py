@@ -11,8 +11,9 @@ from rich.console import Console
 
 from densecnn.errors import DenseCNNError
 
+# soft_wrap: long paths and URLs in messages stay on one line, copyable, when output is piped
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,20 @@
+"""Output sinks for ``densecnn detect``: one class per output format (see ``base.Sink``)."""
+
+from densecnn.sinks.base import Sink
+from densecnn.sinks.coco import CocoSink
+from densecnn.sinks.crops import CropsSink
+from densecnn.sinks.images import ImageSink
+from densecnn.sinks.jsonl import JsonlSink, read_jsonl
+from densecnn.sinks.labels import LabelsSink
+from densecnn.sinks.video import VideoSink
+
+__all__ = [
+    "CocoSink",
+    "CropsSink",
+    "ImageSink",
+    "JsonlSink",
+    "LabelsSink",
+    "Sink",
+    "VideoSink",
+    "read_jsonl",
+]

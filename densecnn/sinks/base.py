@@ -22,19 +22,19 @@ class Sink:
 
     needs_annotated: bool = False
 
-    def start_input(self, event: InputStart) -> None:  # noqa: B027 - optional hook
+    def start_input(self, event: InputStart) -> None:
         pass
 
-    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:  # noqa: B027
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
         pass
 
-    def fail_input(self, event: InputFailure) -> None:  # noqa: B027
+    def fail_input(self, event: InputFailure) -> None:
         pass
 
-    def end_input(self, event: InputEnd) -> None:  # noqa: B027
+    def end_input(self, event: InputEnd) -> None:
         pass
 
-    def close(self) -> None:  # noqa: B027
+    def close(self) -> None:
         pass
 
     def outputs(self) -> list[Path]:

@@ -15,14 +15,30 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 
 # name, sha256, size in bytes, description
 _YOLO = [
-    ("yolov8n", "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36", 6549796,
-     "YOLOv8 nano, COCO 80 classes, 37.3 mAP"),
-    ("yolov8s", "1f47a78bf100391c2a140b7ac73a1caae18c32779be7d310658112f7ac9aa78a", 22588772,
-     "YOLOv8 small, COCO 80 classes, 44.9 mAP"),
-    ("yolo11n", "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1", 5613764,
-     "YOLO11 nano, COCO 80 classes, 39.5 mAP"),
-    ("yolo26n", "9b09cc8bf347f0fc8a5f7657480587f25db09b34bf33b0652110fb03a8ad4fef", 5544453,
-     "YOLO26 nano (NMS-free), COCO 80 classes, 40.9 mAP"),
+    (
+        "yolov8n",
+        "f59b3d833e2ff32e194b5bb8e08d211dc7c5bdf144b90d2c8412c47ccfc83b36",
+        6549796,
+        "YOLOv8 nano, COCO 80 classes, 37.3 mAP",
+    ),
+    (
+        "yolov8s",
+        "1f47a78bf100391c2a140b7ac73a1caae18c32779be7d310658112f7ac9aa78a",
+        22588772,
+        "YOLOv8 small, COCO 80 classes, 44.9 mAP",
+    ),
+    (
+        "yolo11n",
+        "0ebbc80d4a7680d14987a577cd21342b65ecfd94632bd9a8da63ae6417644ee1",
+        5613764,
+        "YOLO11 nano, COCO 80 classes, 39.5 mAP",
+    ),
+    (
+        "yolo26n",
+        "9b09cc8bf347f0fc8a5f7657480587f25db09b34bf33b0652110fb03a8ad4fef",
+        5544453,
+        "YOLO26 nano (NMS-free), COCO 80 classes, 40.9 mAP",
+    ),
 ]
 
 for _name, _sha, _size, _desc in _YOLO:
@@ -52,14 +68,30 @@ for _name, _sha, _size, _desc in _YOLO:
 
 # name, file name (its 8-hex suffix is the sha256 prefix), shorter image side, description
 _RCNN = [
-    ("fasterrcnn_mobilenet_v3_large_320_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth", 320,
-     "Faster R-CNN, MobileNetV3-Large FPN, low resolution, 22.8 mAP"),
-    ("fasterrcnn_mobilenet_v3_large_fpn", "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth", 800,
-     "Faster R-CNN, MobileNetV3-Large FPN, 32.8 mAP"),
-    ("fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth", 800,
-     "Faster R-CNN, ResNet-50 FPN, 37.0 mAP"),
-    ("fasterrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth", 800,
-     "Faster R-CNN v2, ResNet-50 FPN, 46.7 mAP"),
+    (
+        "fasterrcnn_mobilenet_v3_large_320_fpn",
+        "fasterrcnn_mobilenet_v3_large_320_fpn-907ea3f9.pth",
+        320,
+        "Faster R-CNN, MobileNetV3-Large FPN, low resolution, 22.8 mAP",
+    ),
+    (
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        "fasterrcnn_mobilenet_v3_large_fpn-fb6a3cc7.pth",
+        800,
+        "Faster R-CNN, MobileNetV3-Large FPN, 32.8 mAP",
+    ),
+    (
+        "fasterrcnn_resnet50_fpn",
+        "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
+        800,
+        "Faster R-CNN, ResNet-50 FPN, 37.0 mAP",
+    ),
+    (
+        "fasterrcnn_resnet50_fpn_v2",
+        "fasterrcnn_resnet50_fpn_v2_coco-dd69338a.pth",
+        800,
+        "Faster R-CNN v2, ResNet-50 FPN, 46.7 mAP",
+    ),
 ]
 
 for _name, _file, _size, _desc in _RCNN:

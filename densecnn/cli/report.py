@@ -1,0 +1,105 @@
+"""Console output of a prediction run: the progress bar and the closing summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from densecnn.pipeline import STAGES, RunSummary
+from densecnn.pipeline import Progress as PipelineProgress
+
+
+class RichProgress(PipelineProgress):
+    """Frames done / total with rate and ETA; the current input's name on the left."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[current]}", style="dim"),
+            console=console,
+            transient=False,
+        )
+        self._label = label
+        self._task = self._bar.add_task(label, total=None, rate="", current="")
+
+    def start(self, total: int) -> None:
+        self._bar.update(self._task, total=total or None)
+        self._bar.start()
+
+    def advance(self, frames: int, current: str) -> None:
+        task = self._bar.tasks[0]
+        rate = f"{task.speed:.1f} fps" if task.speed else ""
+        self._bar.update(self._task, advance=frames, rate=rate, current=_short(current))
+
+    def stop(self) -> None:
+        task = self._bar.tasks[0]
+        if task.total is not None and task.completed < task.total and not task.finished:
+            self._bar.update(self._task, total=task.completed)  # estimates can overshoot
+        self._bar.stop()
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
+def describe_outputs(run_dir: Path) -> list[str]:
+    """Top-level entries of the run folder: files by name, folders with their file count."""
+    lines = []
+    for entry in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            n = sum(1 for p in entry.rglob("*") if p.is_file())
+            lines.append(f"{entry.name}/ ({n} files)")
+        else:
+            lines.append(entry.name)
+    return lines
+
+
+def summary_table(summary: RunSummary, *, run_dir: Path, title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    ok = summary.inputs - summary.inputs_failed
+    table.add_row("Inputs", f"{summary.inputs} ({ok} ok, {summary.inputs_failed} failed)")
+    table.add_row("Frames", str(summary.frames))
+    total = sum(summary.detections.values())
+    per_class = ", ".join(f"{name} {n}" for name, n in summary.detections.most_common(12))
+    more = len(summary.detections) - 12
+    table.add_row(
+        "Detections",
+        f"{total}" + (f": {per_class}" if per_class else "") + (f", +{more} classes" if more > 0 else ""),
+    )
+    if summary.errors:
+        first = summary.errors[0]
+        table.add_row(
+            "Errors",
+            f"[red]{len(summary.errors)}[/] (first: {first['source']}: {first['error']}) → errors.jsonl",
+        )
+    stages = "  ".join(f"{s} {summary.stage_ms.get(s, 0.0):.1f}" for s in STAGES)
+    table.add_row("ms / frame", stages)
+    table.add_row("Speed", f"{summary.fps:.1f} frames/s end to end ({summary.wall_s:.1f} s)")
+    if summary.interrupted:
+        table.add_row("Stopped", "[yellow]interrupted: outputs so far are complete and kept[/]")
+    elif summary.stopped_on_error:
+        table.add_row("Stopped", "[yellow]first failed input (--on-error fail)[/]")
+    table.add_row("Outputs", str(run_dir))
+    for line in describe_outputs(run_dir):
+        table.add_row("", f"  {line}")
+    return table

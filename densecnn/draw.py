@@ -1,0 +1,116 @@
+"""Drawing detections: pure functions, array in → new array out.
+
+Images are ``HxWx3`` uint8 BGR (OpenCV convention); boxes are xyxy float pixels of that image.
+Text is drawn with OpenCV's built-in Hershey font, so nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+
+import cv2
+import numpy as np
+
+from densecnn.results import Detections
+
+_GOLDEN = 0.618033988749895
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def color_for(class_id: int) -> tuple[int, int, int]:
+    """A deterministic BGR colour for ``class_id``.
+
+    Hues advance by the golden ratio, so neighbouring ids get far-apart hues; saturation and value
+    cycle slowly so that ids with similar hues still differ.
+    """
+    cid = abs(int(class_id))
+    hue = (0.05 + cid * _GOLDEN) % 1.0
+    sat = (0.85, 0.65, 1.0)[(cid // 7) % 3]
+    val = (1.0, 0.8, 0.9)[(cid // 21) % 3]
+    r, g, b = colorsys.hsv_to_rgb(hue, sat, val)
+    return round(b * 255), round(g * 255), round(r * 255)
+
+
+def _text_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``bgr``."""
+    b, g, r = bgr
+    luma = 0.299 * r + 0.587 * g + 0.114 * b
+    return (0, 0, 0) if luma > 150 else (255, 255, 255)
+
+
+def default_line_width(height: int, width: int) -> int:
+    """Box line width in pixels for an image of this size (about 0.3 % of its mean side, ≥ 1)."""
+    return max(1, round((height + width) / 2 * 0.003))
+
+
+def _box_pixels(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """xyxy float edges → inclusive integer pixel corners inside the image, or None if empty/invalid."""
+    if not np.all(np.isfinite(box)):
+        return None
+    x1, y1 = math.floor(float(box[0])), math.floor(float(box[1]))
+    x2, y2 = math.ceil(float(box[2])) - 1, math.ceil(float(box[3])) - 1
+    if x2 < x1 or y2 < y1 or x2 < 0 or y2 < 0 or x1 >= width or y1 >= height:
+        return None  # empty, or wholly outside the image
+    x1, y1 = max(x1, 0), max(y1, 0)
+    x2, y2 = min(x2, width - 1), min(y2, height - 1)
+    return x1, y1, x2, y2
+
+
+def _draw_label(
+    image: np.ndarray,
+    text: str,
+    anchor: tuple[int, int],
+    color: tuple[int, int, int],
+    line_width: int,
+) -> None:
+    """Filled label box with ``text``, above the box corner ``anchor`` (inside it if no room), in place."""
+    height, width = image.shape[:2]
+    scale = max(line_width / 3.0, 0.3)
+    thickness = max(line_width - 1, 1)
+    (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
+    pad = max(line_width, 1)
+    box_w, box_h = tw + 2 * pad, th + baseline + 2 * pad
+    x, y = anchor
+    top = y - box_h if y - box_h >= 0 else y  # above the box, else just inside its top edge
+    left = min(max(x, 0), max(width - box_w, 0))
+    top = min(max(top, 0), max(height - box_h, 0))
+    cv2.rectangle(image, (left, top), (left + box_w - 1, top + box_h - 1), color, -1, cv2.LINE_8)
+    origin = (left + pad, top + pad + th)
+    cv2.putText(image, text, origin, _FONT, scale, _text_color(color), thickness, cv2.LINE_AA)
+
+
+def draw_detections(
+    image: np.ndarray,
+    detections: Detections,
+    *,
+    line_width: int | None = None,
+    show_scores: bool = True,
+) -> np.ndarray:
+    """Draw boxes and ``name 0.87`` labels on a copy of ``image``.
+
+    image: ``HxWx3`` uint8 BGR (left untouched). Boxes are xyxy in its pixels; the edge pixels of a box
+    get ``color_for(class_id)``. ``line_width=None`` scales the width to the image size. Returns a new
+    ``HxWx3`` uint8 array; labels are kept inside the image.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    if out.ndim != 3 or out.shape[2] != 3:
+        raise ValueError(f"draw_detections expects an HxWx3 BGR image, got shape {image.shape}")
+    height, width = out.shape[:2]
+    if len(detections) == 0 or height == 0 or width == 0:
+        return out
+    lw = max(1, int(line_width)) if line_width is not None else default_line_width(height, width)
+    corners = [_box_pixels(b, width, height) for b in detections.boxes]
+    # Boxes first, labels after, so no box line crosses a label.
+    for pix, cid in zip(corners, detections.class_ids, strict=True):
+        if pix is not None:
+            x1, y1, x2, y2 = pix
+            cv2.rectangle(out, (x1, y1), (x2, y2), color_for(int(cid)), lw, cv2.LINE_8)
+    for pix, cid, score in zip(corners, detections.class_ids, detections.scores, strict=True):
+        if pix is None:
+            continue
+        text = detections.class_name(int(cid))
+        if show_scores:
+            text = f"{text} {float(score):.2f}"
+        _draw_label(out, text, (pix[0], pix[1]), color_for(int(cid)), lw)
+    return out

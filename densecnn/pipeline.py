@@ -1,0 +1,318 @@
+"""``run()``: the one place that owns threads, queues, progress, stage timers and cleanup.
+
+Three stages overlap, joined by bounded queues (so memory stays flat on long videos):
+
+    reader thread: decode ─► q_in ─► main thread: batch, predict ─► q_out ─► writer thread: draw, sinks
+
+Source events (input start/failure/end) travel through the same queues as frames, so every sink
+sees one ordered stream. Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished,
+every sink is closed (videos finalized) and the summary still comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from densecnn.draw import draw_detections
+from densecnn.results import Frame, Prediction
+from densecnn.sinks.base import Sink
+from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
+from densecnn.tasks.base import Predictor, StageTimer
+
+OnError = Literal["skip", "fail"]
+STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
+
+
+class _Done:
+    """End-of-stream marker; carries the exception that ended a stage early, if any."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``stage_ms`` is milliseconds per frame for each stage."""
+
+    inputs: int = 0
+    inputs_failed: int = 0
+    frames: int = 0
+    detections: Counter[str] = field(default_factory=Counter)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    interrupted: bool = False
+    stopped_on_error: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "inputs_failed": self.inputs_failed,
+            "frames": self.frames,
+            "detections": dict(self.detections.most_common()),
+            "errors": len(self.errors),
+            "stage_ms_per_frame": {k: round(v, 3) for k, v in self.stage_ms.items()},
+            "wall_s": round(self.wall_s, 3),
+            "fps": round(self.fps, 3),
+            "interrupted": self.interrupted,
+            "stopped_on_error": self.stopped_on_error,
+        }
+
+
+class Progress:
+    """What the pipeline reports to a progress display (the CLI passes a rich-backed one)."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, frames: int, current: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put with back-pressure, but give up once ``stop`` is set and nobody drains ``q``."""
+    while True:
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            if stop.is_set():
+                return False
+
+
+class _Reader(threading.Thread):
+    def __init__(self, events: Iterator[SourceEvent], out: queue.Queue[Any], stop: threading.Event) -> None:
+        super().__init__(name="densecnn-reader", daemon=True)
+        self.events, self.out, self.stop = events, out, stop
+        self.timers = StageTimer()
+
+    def run(self) -> None:
+        error: BaseException | None = None
+        try:
+            while not self.stop.is_set():
+                t0 = time.perf_counter()
+                event = next(self.events, None)
+                if event is None:
+                    break
+                if isinstance(event, Frame):
+                    self.timers.add("decode", time.perf_counter() - t0)
+                if not _put(self.out, event, self.stop):
+                    break
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            error = exc
+        finally:
+            close = getattr(self.events, "close", None)
+            if close is not None:
+                close()
+            _put(self.out, _Done(error), threading.Event())
+
+
+class _Writer(threading.Thread):
+    def __init__(
+        self,
+        inbox: queue.Queue[Any],
+        sinks: list[Sink],
+        summary: RunSummary,
+        record_error: Callable[[InputFailure], None],
+        progress: Progress,
+    ) -> None:
+        super().__init__(name="densecnn-writer", daemon=True)
+        self.inbox, self.sinks, self.summary = inbox, sinks, summary
+        self.record_error, self.progress = record_error, progress
+        self.draw = any(s.needs_annotated for s in sinks)
+        self.timers = StageTimer()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get()
+                if isinstance(item, _Done):
+                    return
+                self._handle(item)
+        except BaseException as exc:
+            self.error = exc
+            # keep draining so the producer never blocks on a full queue
+            while not isinstance(self.inbox.get(), _Done):
+                pass
+
+    def _handle(self, item: Any) -> None:
+        if isinstance(item, Prediction):
+            t0 = time.perf_counter()
+            annotated = draw_detections(item.frame.image, item.detections) if self.draw else None
+            t1 = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(item, annotated)
+            t2 = time.perf_counter()
+            self.timers.add("draw", t1 - t0)
+            self.timers.add("encode", t2 - t1)
+            self.summary.frames += 1
+            self.summary.detections.update(item.detections.class_name(c) for c in item.detections.class_ids)
+            self.progress.advance(1, item.frame.source)
+        elif isinstance(item, InputStart):
+            self.summary.inputs += 1
+            for sink in self.sinks:
+                sink.start_input(item)
+        elif isinstance(item, InputFailure):
+            self.summary.inputs_failed += 1
+            self.record_error(item)
+            for sink in self.sinks:
+                sink.fail_input(item)
+        elif isinstance(item, InputEnd):
+            for sink in self.sinks:
+                sink.end_input(item)
+            if item.ref.kind == "image" and item.frames == 0:
+                self.progress.advance(1, item.ref.source)  # a failed image still counts on the bar
+
+
+class _ErrorLog:
+    """``errors.jsonl``: created on the first failure, one flushed line per failure."""
+
+    def __init__(self, path: Path, summary: RunSummary) -> None:
+        self.path, self.summary = path, summary
+        self._fh: Any = None
+
+    def __call__(self, failure: InputFailure) -> None:
+        record = {"source": failure.ref.source, "path": str(failure.ref.path), "error": failure.error}
+        if failure.frame is not None:
+            record["frame"] = failure.frame
+        self.summary.errors.append(record)
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("w", encoding="utf-8")
+        self._fh.write(json.dumps(record) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def run(
+    *,
+    events: Iterator[SourceEvent],
+    predictor: Predictor,
+    sinks: list[Sink],
+    errors_path: Path,
+    batch: int = 1,
+    on_error: OnError = "skip",
+    progress: Progress | None = None,
+    total_frames: int = 0,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    """Decode ``events``, predict in batches of ``batch`` frames, and feed every sink, in order.
+
+    With ``on_error="fail"`` the first failed input stops the run (what was written stays). Returns
+    the summary also when interrupted by KeyboardInterrupt (``summary.interrupted``); sinks are
+    always closed.
+    """
+    stop = stop or threading.Event()
+    progress = progress or Progress()
+    summary = RunSummary()
+    error_log = _ErrorLog(errors_path, summary)
+    q_in: queue.Queue[Any] = queue.Queue(maxsize=max(4, 2 * batch))
+    q_out: queue.Queue[Any] = queue.Queue(maxsize=max(8, 2 * batch))
+    reader = _Reader(events, q_in, stop)
+    writer = _Writer(q_out, sinks, summary, error_log, progress)
+    t_start = time.perf_counter()
+    progress.start(total_frames)
+    reader.start()
+    writer.start()
+    failure: BaseException | None = None
+    try:
+        _predict_loop(q_in, q_out, predictor, batch, on_error, stop, summary, writer)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        stop.set()
+    except BaseException as exc:
+        failure = exc
+        stop.set()
+    finally:
+        _put(q_out, _Done(), threading.Event())
+        writer.join()
+        stop.set()
+        _drain(q_in, reader)
+        closing_error = _close_all(sinks, error_log)
+        progress.stop()
+        summary.wall_s = time.perf_counter() - t_start
+    timers = StageTimer()
+    for t in (reader.timers, predictor.timers, writer.timers):
+        timers.merge(t)
+    frames = max(summary.frames, 1)
+    summary.stage_ms = {s: 1000 * timers.seconds.get(s, 0.0) / frames for s in STAGES}
+    for err in (failure, writer.error, closing_error):
+        if err is not None:
+            raise err
+    return summary
+
+
+def _predict_loop(
+    q_in: queue.Queue[Any],
+    q_out: queue.Queue[Any],
+    predictor: Predictor,
+    batch: int,
+    on_error: OnError,
+    stop: threading.Event,
+    summary: RunSummary,
+    writer: _Writer,
+) -> None:
+    pending: list[Any] = []  # events and frames in source order, predicted together
+    n_frames = 0
+    while True:
+        item = q_in.get()
+        if isinstance(item, _Done):
+            _flush(pending, predictor, q_out, stop)
+            if item.error is not None:
+                raise item.error
+            return
+        if writer.error is not None:
+            raise writer.error
+        pending.append(item)
+        if isinstance(item, Frame):
+            n_frames += 1
+        if isinstance(item, InputFailure) and on_error == "fail":
+            summary.stopped_on_error = True
+            stop.set()
+        if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
+            _flush(pending, predictor, q_out, stop)
+            pending, n_frames = [], 0
+
+
+def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stop: threading.Event) -> None:
+    frames = [x for x in pending if isinstance(x, Frame)]
+    results = iter(predictor.predict(frames)) if frames else iter(())
+    for x in pending:
+        item = Prediction(x, next(results)) if isinstance(x, Frame) else x
+        _put(q_out, item, threading.Event())  # the writer always drains: never drop here
+
+
+def _drain(q_in: queue.Queue[Any], reader: _Reader) -> None:
+    """Empty ``q_in`` until the reader has put its end marker, so it can exit."""
+    while reader.is_alive() or not q_in.empty():
+        try:
+            q_in.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    reader.join()
+
+
+def _close_all(sinks: list[Sink], error_log: _ErrorLog) -> BaseException | None:
+    first: BaseException | None = None
+    for closeable in [*sinks, error_log]:
+        try:
+            closeable.close()
+        except BaseException as exc:
+            first = first or exc
+    return first

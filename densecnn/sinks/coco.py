@@ -1,0 +1,79 @@
+"""``predictions.coco.json``: image-input detections as a COCO dataset (loadable by pycocotools).
+
+``bbox`` is COCO ``[x, y, w, h]`` in original-image pixels; ``category_id`` is the model's class id.
+Written once, atomically, in ``close()``; video frames are not included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densecnn.fsutil import atomic_write_json
+from densecnn.results import Prediction
+from densecnn.sinks.base import Sink
+
+# Placeholder names some label maps (torchvision COCO) carry: never real categories.
+EXCLUDED_NAMES = frozenset({"N/A", "__background__"})
+
+
+class CocoSink(Sink):
+    """Accumulates image predictions; ``close()`` writes the file if any image was seen."""
+
+    def __init__(self, path: Path, *, class_names: dict[int, str]) -> None:
+        self.path = Path(path)
+        self._categories = {
+            int(cid): str(name) for cid, name in class_names.items() if name not in EXCLUDED_NAMES
+        }
+        self._excluded = {int(cid) for cid, name in class_names.items() if name in EXCLUDED_NAMES}
+        self._images: list[dict[str, Any]] = []
+        self._annotations: list[dict[str, Any]] = []
+        self._written = False
+
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
+        frame, dets = prediction.frame, prediction.detections
+        if frame.is_video:
+            return
+        image_id = len(self._images) + 1
+        self._images.append(
+            {"id": image_id, "file_name": frame.source, "width": frame.width, "height": frame.height}
+        )
+        for box, score, cid in zip(dets.boxes, dets.scores, dets.class_ids, strict=True):
+            cid = int(cid)
+            if cid in self._excluded:
+                continue
+            if cid not in self._categories:  # an id the model's label map did not list
+                self._categories[cid] = dets.class_name(cid)
+            x1, y1, x2, y2 = (float(v) for v in box)
+            w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+            self._annotations.append(
+                {
+                    "id": len(self._annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cid,
+                    "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
+                    "area": round(w * h, 2),
+                    "score": round(float(score), 5),
+                    "iscrowd": 0,
+                }
+            )
+
+    def dataset(self) -> dict[str, Any]:
+        """The COCO dict accumulated so far."""
+        return {
+            "info": {"description": "densecnn detect predictions"},
+            "licenses": [],
+            "images": self._images,
+            "categories": [{"id": cid, "name": name} for cid, name in sorted(self._categories.items())],
+            "annotations": self._annotations,
+        }
+
+    def close(self) -> None:
+        if self._images and not self._written:
+            atomic_write_json(self.path, self.dataset())
+            self._written = True
+
+    def outputs(self) -> list[Path]:
+        return [self.path] if self._written else []

@@ -1,0 +1,70 @@
+"""``predictions.jsonl``: one JSON line per image or video frame, flushed as it goes.
+
+Each line: ``{"source", "frame", "timestamp", "width", "height", "detections"}`` where
+``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels). A crash can leave a
+torn last line; ``read_jsonl`` drops it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from densecnn.results import Prediction
+from densecnn.sinks.base import Sink
+
+
+def prediction_record(prediction: Prediction) -> dict[str, Any]:
+    """The JSON-ready dict written for one frame."""
+    frame = prediction.frame
+    return {
+        "source": frame.source,
+        "frame": int(frame.index),
+        "timestamp": round(float(frame.timestamp), 6),
+        "width": frame.width,
+        "height": frame.height,
+        "detections": prediction.detections.to_dicts(),
+    }
+
+
+class JsonlSink(Sink):
+    """Appends one line per frame to ``path`` (truncated when the sink is created)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", encoding="utf-8")
+
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
+        line = json.dumps(prediction_record(prediction), ensure_ascii=False, separators=(",", ":"))
+        self._fh.write(line + "\n")  # one complete line per write call
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def outputs(self) -> list[Path]:
+        return [self.path]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete record of a JSONL file; a last line without its newline (torn write) is dropped.
+
+    A malformed line elsewhere raises ``ValueError`` naming the file and line number.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    lines = text.split("\n")
+    lines.pop()  # after the final "\n" (empty) or a torn line without one
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    return records

@@ -1,0 +1,197 @@
+"""Annotated video output: H.264 in fragmented MP4 through PyAV.
+
+One ``.mp4`` per video input, at ``output_path(root, source, suffix=".mp4")``. The container is a
+fragmented MP4 flushed at every fragment (one per keyframe), so a run killed mid-way, even by SIGKILL,
+leaves a playable file holding every completed fragment. Keyframes come every ``keyframe_interval``
+output frames (default: about two seconds), which bounds what such a kill can lose.
+"""
+
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from densecnn.fsutil import output_path
+from densecnn.results import Prediction
+from densecnn.sinks.base import Sink
+from densecnn.sources.base import InputEnd, InputStart
+
+PREFERRED_CODEC = "libx264"
+FALLBACK_CODEC = "mpeg4"
+# empty_moov + frag_keyframe: no index at the end to lose; flush_packets: each fragment reaches the OS
+# as soon as it is complete, not when a 32 KiB buffer happens to fill.
+_CONTAINER_OPTIONS = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "flush_packets": "1",
+}
+_FALLBACK_FPS = Fraction(25)
+
+
+def _has_encoder(name: str) -> bool:
+    try:
+        av.Codec(name, "w")
+    except (ValueError, av.FFmpegError):
+        return False
+    return True
+
+
+def select_codec(available: set[str] | frozenset[str] | None = None) -> tuple[str, str | None]:
+    """The one place the video codec is chosen: ``(codec name, note for the user or None)``.
+
+    libx264 (H.264) when this PyAV build has it, else MPEG-4 Part 2 with a note saying so.
+    ``available`` overrides the encoder lookup (tests).
+    """
+
+    def has(name: str) -> bool:
+        return name in available if available is not None else _has_encoder(name)
+
+    if has(PREFERRED_CODEC):
+        return PREFERRED_CODEC, None
+    return FALLBACK_CODEC, (
+        "This PyAV build has no libx264 encoder: annotated videos are written as MPEG-4 Part 2 "
+        "(larger and less widely playable than H.264). Install a PyAV wheel with libx264 for H.264."
+    )
+
+
+def _codec_options(codec: str, *, crf: int, preset: str) -> dict[str, str]:
+    if codec == PREFERRED_CODEC:
+        return {"crf": str(crf), "preset": preset}
+    # mpeg4 has no CRF: fixed quantiser 4 (global_quality is in lambda units, FF_QP2LAMBDA = 118).
+    return {"flags": "+qscale", "global_quality": str(4 * 118)}
+
+
+class _Writer:
+    """One open MP4: frames of the first frame's size (``HxWx3`` uint8 BGR), padded to even dims."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        codec: str,
+        rate: Fraction,
+        width: int,
+        height: int,
+        options: dict[str, str],
+        keyframe_interval: int,
+    ) -> None:
+        self.path = path
+        self.width, self.height = width, height
+        self.frames = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._container = av.open(str(path), "w", format="mp4", container_options=_CONTAINER_OPTIONS)
+        try:
+            self._stream = self._container.add_stream(codec, rate=rate)
+            self._stream.width = width + width % 2
+            self._stream.height = height + height % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.codec_context.gop_size = keyframe_interval
+            self._stream.options = options
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[0] != self.height or image.shape[1] != self.width:
+            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        pad_h, pad_w = self.height % 2, self.width % 2
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+        return np.ascontiguousarray(image, dtype=np.uint8)
+
+    def write(self, image: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(self._prepare(image), format="bgr24")
+        frame.pts = self.frames
+        self._container.mux(self._stream.encode(frame))
+        self.frames += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finalize the file; the container is closed even if flushing fails."""
+        try:
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+
+
+class VideoSink(Sink):
+    """Annotated H.264 MP4 per video input (image inputs are ignored).
+
+    Output rate is the input's ``fps / vid_stride``; every ``write`` adds one output frame. Frames of
+    another size than the first are resized to it; odd sizes are padded by one pixel to even.
+    ``codec_name`` says which encoder is used and ``note`` why, when it is not H.264.
+    """
+
+    needs_annotated = True
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        vid_stride: int = 1,
+        crf: int = 23,
+        preset: str = "veryfast",
+        keyframe_interval: int | None = None,
+    ) -> None:
+        if vid_stride < 1:
+            raise ValueError(f"vid_stride must be >= 1, got {vid_stride}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {crf}")
+        if keyframe_interval is not None and keyframe_interval < 1:
+            raise ValueError(f"keyframe_interval must be >= 1, got {keyframe_interval}")
+        self.root = Path(root)
+        self.vid_stride = vid_stride
+        self.keyframe_interval = keyframe_interval
+        self.codec_name, self.note = select_codec()
+        if self.note:
+            warnings.warn(self.note, RuntimeWarning, stacklevel=2)
+        self._options = _codec_options(self.codec_name, crf=crf, preset=preset)
+        self._current: tuple[str, Fraction] | None = None  # (source, output rate) of the open input
+        self._writer: _Writer | None = None
+        self._written: list[Path] = []
+
+    def _rate(self, fps: Fraction) -> Fraction:
+        fps = Fraction(fps).limit_denominator(100_000) if fps and fps > 0 else _FALLBACK_FPS
+        return fps / self.vid_stride
+
+    def start_input(self, event: InputStart) -> None:
+        self._finish()
+        if event.video is not None:
+            self._current = (event.ref.source, self._rate(event.video.fps))
+
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
+        frame = prediction.frame
+        if self._current is None or not frame.is_video or frame.source != self._current[0]:
+            return
+        image = annotated if annotated is not None else frame.image
+        if self._writer is None:
+            path = output_path(self.root, frame.source, suffix=".mp4")
+            self._writer = _Writer(
+                path,
+                codec=self.codec_name,
+                rate=self._current[1],
+                width=int(image.shape[1]),
+                height=int(image.shape[0]),
+                options=self._options,
+                keyframe_interval=self.keyframe_interval or max(1, round(2 * self._current[1])),
+            )
+            self._written.append(path)
+        self._writer.write(image)
+
+    def end_input(self, event: InputEnd) -> None:
+        if self._current is not None and event.ref.source == self._current[0]:
+            self._finish()
+
+    def _finish(self) -> None:
+        writer, self._writer, self._current = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
+    def close(self) -> None:
+        self._finish()
+
+    def outputs(self) -> list[Path]:
+        return list(self._written)

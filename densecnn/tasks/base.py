@@ -1,0 +1,87 @@
+"""The predictor protocol: ``preprocess`` → ``forward`` → ``postprocess``, timed per stage.
+
+Subclasses implement the three steps; :meth:`Predictor.predict` runs them under
+``torch.inference_mode`` and adds the time of each to :attr:`Predictor.timers`. Results are
+always in original-image pixels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from densecnn.results import Detections, Frame
+
+
+@dataclass
+class StageTimer:
+    """Seconds and calls per named stage; thread-confined (one timer per thread)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float, calls: int = 1) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        self.calls[stage] = self.calls.get(stage, 0) + calls
+
+    def merge(self, other: StageTimer) -> None:
+        for stage, secs in other.seconds.items():
+            self.add(stage, secs, other.calls.get(stage, 0))
+
+
+class Predictor:
+    """Base class of every model adapter. ``names`` maps class id → class name."""
+
+    names: dict[int, str]
+    device: torch.device
+
+    def __init__(self) -> None:
+        self.timers = StageTimer()
+        self.classes: list[int] | None = None
+
+    def set_classes(self, class_ids: Sequence[int] | None) -> None:
+        """Keep only these class ids in the results (None: all)."""
+        self.classes = list(class_ids) if class_ids is not None else None
+
+    def preprocess(self, frames: Sequence[Frame]) -> Any:
+        raise NotImplementedError
+
+    def forward(self, batch: Any) -> Any:
+        raise NotImplementedError
+
+    def postprocess(self, raw: Any, batch: Any, frames: Sequence[Frame]) -> list[Detections]:
+        raise NotImplementedError
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def predict(self, frames: Sequence[Frame]) -> list[Detections]:
+        """Detections for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes."""
+        n = len(frames)
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            batch = self.preprocess(frames)
+            self._sync()
+            t1 = time.perf_counter()
+            raw = self.forward(batch)
+            self._sync()
+            t2 = time.perf_counter()
+            results = self.postprocess(raw, batch, frames)
+            t3 = time.perf_counter()
+        self.timers.add("preprocess", t1 - t0, n)
+        self.timers.add("inference", t2 - t1, n)
+        self.timers.add("postprocess", t3 - t2, n)
+        return results
+
+    def warmup(self, frame: Frame) -> None:
+        """One untimed pass so the first real batch does not pay for lazy initialisation."""
+        timers, self.timers = self.timers, StageTimer()
+        try:
+            self.predict([frame])
+        finally:
+            self.timers = timers

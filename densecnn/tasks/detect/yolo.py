@@ -1,0 +1,130 @@
+"""YOLO detectors through Ultralytics, split into densecnn's preprocess/forward/postprocess.
+
+Each step calls the same Ultralytics functions its own ``predict`` uses (LetterBox, AutoBackend,
+non_max_suppression, scale_boxes), so boxes match ``yolo predict`` on the same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from densecnn.errors import UsageError
+from densecnn.results import Detections, Frame
+from densecnn.tasks.base import Predictor
+from densecnn.tasks.detect._ultralytics import full_unpickling, import_ultralytics
+
+log = logging.getLogger(__name__)
+
+
+def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
+    """Load an Ultralytics ``.pt`` checkpoint into an fp32 ``nn.Module`` (never downloads).
+
+    Loading is ``weights_only`` against Ultralytics' allow-list. A file the user named that needs
+    more is unpickled in full (it runs code: that is why only user-named files get this).
+    """
+    import_ultralytics()
+    from ultralytics.nn.tasks import load_checkpoint
+
+    if not path.is_file():
+        raise UsageError(f"Weights file not found: {path}")
+    try:
+        model, _ = load_checkpoint(str(path.resolve()))
+    except (TypeError, ModuleNotFoundError) as exc:
+        if not user_named:
+            raise UsageError(f"Could not load {path}: {exc}") from exc
+        log.warning("%s needs full unpickling (you named it, so it is trusted): %s", path, exc)
+        try:
+            with full_unpickling():
+                model, _ = load_checkpoint(str(path.resolve()))
+        except Exception as exc2:
+            raise UsageError(
+                f"Could not load {path} as an Ultralytics checkpoint: {exc2}",
+                hint="Pass a .pt file written by Ultralytics (YOLO(...).save / yolo train) or pick a "
+                "torchvision --model for a state dict.",
+            ) from exc2
+    except Exception as exc:
+        raise UsageError(
+            f"Could not load {path} as an Ultralytics checkpoint: {exc}",
+            hint="If it came from the weight cache, run `densecnn weights verify` and pull it again.",
+        ) from exc
+    return model
+
+
+class YoloDetector(Predictor):
+    """An Ultralytics detection model."""
+
+    def __init__(
+        self,
+        *,
+        weights: Path,
+        user_named: bool,
+        device: torch.device,
+        half: bool,
+        conf: float,
+        iou: float,
+        imgsz: int,
+        max_det: int,
+    ) -> None:
+        super().__init__()
+        import_ultralytics()
+        from ultralytics.nn.autobackend import AutoBackend
+        from ultralytics.utils.checks import check_imgsz
+
+        module = load_yolo_module(weights, user_named=user_named)
+        if getattr(module, "task", "detect") != "detect":
+            raise UsageError(
+                f"{weights} is an Ultralytics {module.task!r} model, not a detector.",
+                hint="Use a detection checkpoint (yolov8n.pt, yolo11n.pt, ...) with `densecnn detect`.",
+            )
+        # Same arguments as Ultralytics' predictor.setup_model with default settings.
+        self.model = AutoBackend(
+            model=module, device=device, fp16=half, fuse=True, verbose=False, end2end=False
+        )
+        self.model.eval()
+        self.device = self.model.device
+        self.stride = int(self.model.stride)  # AutoBackend reduces it to the largest stride
+        self.imgsz = check_imgsz(imgsz, stride=self.stride, min_dim=2)
+        self.names = {int(k): str(v) for k, v in self.model.names.items()}
+        self.conf, self.iou, self.max_det = conf, iou, max_det
+
+    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device."""
+        from ultralytics.data.augment import LetterBox
+
+        images = [f.image for f in frames]
+        same_shapes = len({im.shape for im in images}) == 1
+        letterbox = LetterBox(self.imgsz, auto=same_shapes, stride=self.stride)
+        boxed = [letterbox(image=im) for im in images]
+        x = torch.from_numpy(boxed[0]).unsqueeze(0) if len(boxed) == 1 else torch.from_numpy(np.stack(boxed))
+        x = x.to(self.device)  # upload uint8 (4x less than float), convert on the device
+        x = x.permute(0, 3, 1, 2).contiguous().flip(1)
+        return (x.half() if self.model.fp16 else x.float()).div_(255)
+
+    def forward(self, batch: torch.Tensor) -> Any:
+        return self.model(batch)
+
+    def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Detections]:
+        from ultralytics.utils import nms, ops
+
+        preds = nms.non_max_suppression(
+            raw,
+            self.conf,
+            self.iou,
+            self.classes,
+            False,
+            max_det=self.max_det,
+            nc=0,
+            end2end=getattr(self.model, "end2end", False),
+        )
+        out = []
+        for pred, frame in zip(preds, frames, strict=True):
+            pred[:, :4] = ops.scale_boxes(batch.shape[2:], pred[:, :4], frame.image.shape)
+            p = pred[:, :6].float().cpu().numpy()
+            out.append(Detections(p[:, :4], p[:, 4], p[:, 5].astype(np.int64), self.names))
+        return out
