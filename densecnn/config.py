@@ -24,7 +24,7 @@ class PredictConfig:
     device: str = "auto"
     half: bool = False
     batch: int = 1
-    max_det: int = 300
+    max_det: int | None = None
     vid_stride: int = 1
 
     def __post_init__(self) -> None:
@@ -36,7 +36,7 @@ class PredictConfig:
             raise UsageError(f"--imgsz must be between 32 and 8192 pixels, got {self.imgsz}.")
         if self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
-        if self.max_det < 1:
+        if self.max_det is not None and self.max_det < 1:
             raise UsageError(f"--max-det must be at least 1, got {self.max_det}.")
         if self.vid_stride < 1:
             raise UsageError(f"--vid-stride must be at least 1, got {self.vid_stride}.")

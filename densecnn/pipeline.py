@@ -270,6 +270,7 @@ def _predict_loop(
 ) -> None:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
+    failed: InputFailure | None = None  # with on_error="fail": the input that stopped the run
     while True:
         item = q_in.get()
         if isinstance(item, _Done):
@@ -279,11 +280,17 @@ def _predict_loop(
             return
         if writer.error is not None:
             raise writer.error
+        if failed is not None:
+            # already read ahead: drop it, except the end of the failed input (sinks close it)
+            if isinstance(item, InputEnd) and item.ref == failed.ref:
+                pending.append(item)
+            continue
         pending.append(item)
         if isinstance(item, Frame):
             n_frames += 1
         if isinstance(item, InputFailure) and on_error == "fail":
             summary.stopped_on_error = True
+            failed = item
             stop.set()
         if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
             _flush(pending, predictor, q_out, stop)

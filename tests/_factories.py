@@ -39,7 +39,9 @@ def make_yolo_checkpoint(path: Path, *, cfg: str = "yolov8n.yaml", seed: int = 0
     return path
 
 
-def make_rcnn_state_dict(path: Path, *, arch: str = "fasterrcnn_mobilenet_v3_large_320_fpn", seed: int = 0) -> Path:
+def make_rcnn_state_dict(
+    path: Path, *, arch: str = "fasterrcnn_mobilenet_v3_large_320_fpn", seed: int = 0
+) -> Path:
     """A torchvision Faster R-CNN state dict (91 COCO labels), seeded, saved with torch.save.
 
     As for YOLO, default init makes backbone activations vanish: backbone convs get Kaiming-normal

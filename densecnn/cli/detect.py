@@ -31,7 +31,7 @@ def detect(
     device: str = opt.Device,
     half: bool = opt.Half,
     batch: int = opt.Batch,
-    max_det: int = opt.MaxDet,
+    max_det: int | None = opt.MaxDet,
     vid_stride: int = opt.VidStride,
     out: Path | None = opt.Out,
     name: str = opt.Name,
@@ -40,7 +40,7 @@ def detect(
     save_txt: bool = opt.SaveTxt,
     save_conf: bool = opt.SaveConf,
     save_crops: bool = opt.SaveCrops,
-    on_error: str = opt.OnError,
+    on_error: opt.ErrorPolicy = opt.OnError,
     quiet: bool = opt.Quiet,
     verbose: bool = opt.Verbose,
 ) -> None:
@@ -76,7 +76,7 @@ def detect(
             save_txt=save_txt,
             save_conf=save_conf,
             save_crops=save_crops,
-            on_error=on_error,  # type: ignore[arg-type]  # validated in OutputConfig
+            on_error=on_error.value,  # type: ignore[arg-type]  # validated in OutputConfig
         )
         code = run_detect(source, pcfg, ocfg, quiet=quiet)
     raise typer.Exit(code)

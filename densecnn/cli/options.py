@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -29,7 +30,9 @@ Imgsz = typer.Option(None, "--imgsz", help="Inference size in pixels (default: t
 Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
 Half = typer.Option(False, "--half", help="fp16 inference (CUDA only; ignored on CPU).")
 Batch = typer.Option(1, "--batch", help="Frames per forward pass.")
-MaxDet = typer.Option(300, "--max-det", help="Most detections kept per image.")
+MaxDet = typer.Option(
+    None, "--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."
+)
 VidStride = typer.Option(1, "--vid-stride", help="Use every N-th video frame.")
 
 # Output
@@ -42,8 +45,17 @@ Save = typer.Option(True, "--save/--no-save", help="Write annotated images and v
 SaveTxt = typer.Option(False, "--save-txt", help="Write YOLO txt labels under labels/.")
 SaveConf = typer.Option(False, "--save-conf", help="Add the score to each --save-txt line.")
 SaveCrops = typer.Option(False, "--save-crops", help="Write a crop of each detection under crops/<class>/.")
+
+
+class ErrorPolicy(StrEnum):
+    skip = "skip"
+    fail = "fail"
+
+
 OnError = typer.Option(
-    "skip", "--on-error", help="skip: record a bad input and go on; fail: stop at the first."
+    ErrorPolicy.skip,
+    "--on-error",
+    help="skip: record a bad input in errors.jsonl and go on; fail: stop at the first.",
 )
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bar or table: only errors and the run folder.")
 Verbose = typer.Option(False, "--verbose", "-v", help="Show tracebacks and library logs.")

@@ -1,0 +1,52 @@
+"""Sources: what ``densecnn detect SOURCE`` reads, as an ordered stream of ``SourceEvent``s.
+
+The event types load eagerly (sinks and the pipeline import them); ``open_source``, ``FileSource``,
+``read_image`` and ``decode_image`` load on first use, so importing this package stays free of
+OpenCV and PyAV (the CLI's ``--help`` stays instant).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from densecnn.sources.base import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    InputEnd,
+    InputFailure,
+    InputKind,
+    InputRef,
+    InputStart,
+    SourceEvent,
+    VideoInfo,
+)
+
+if TYPE_CHECKING:
+    from densecnn.sources.files import MAX_IMAGE_PIXELS, FileSource, decode_image, open_source, read_image
+
+_LAZY = frozenset({"MAX_IMAGE_PIXELS", "FileSource", "decode_image", "open_source", "read_image"})
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "VIDEO_SUFFIXES",
+    "FileSource",
+    "InputEnd",
+    "InputFailure",
+    "InputKind",
+    "InputRef",
+    "InputStart",
+    "SourceEvent",
+    "VideoInfo",
+    "decode_image",
+    "open_source",
+    "read_image",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from densecnn.sources import files
+
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

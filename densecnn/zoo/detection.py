@@ -112,6 +112,7 @@ for _name, _file, _size, _desc in _RCNN:
             conf=0.05,
             iou=0.5,
             imgsz=_size,
+            max_det=100,
             description=_desc,
         ),
     )

@@ -58,5 +58,6 @@ class ModelSpec:
     conf: float
     iou: float
     imgsz: int
+    max_det: int = 300
     description: str = ""
     default: bool = False

@@ -34,6 +34,7 @@ def build_detector(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
         weights, user_named = (store or WeightStore()).fetch(spec.weights, model=spec.name), False
     conf = spec.conf if cfg.conf is None else cfg.conf
     iou = spec.iou if cfg.iou is None else cfg.iou
+    max_det = cfg.max_det or spec.max_det
     if spec.family == "yolo":
         from densecnn.tasks.detect.yolo import YoloDetector
 
@@ -45,7 +46,7 @@ def build_detector(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
             conf=conf,
             iou=iou,
             imgsz=cfg.imgsz or spec.imgsz,
-            max_det=cfg.max_det,
+            max_det=max_det,
         )
     else:
         from densecnn.tasks.detect.rcnn import TorchvisionDetector
@@ -59,7 +60,7 @@ def build_detector(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
             conf=conf,
             iou=iou,
             imgsz=cfg.imgsz,
-            max_det=cfg.max_det,
+            max_det=max_det,
         )
     # Class names come from the loaded weights (a custom .pt has its own), so --classes resolves last.
     predictor.set_classes(resolve_classes(cfg.classes, predictor.names))

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny seeded weights, generated media, the real data folder, a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _factories import make_rcnn_state_dict, make_yolo_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STREET_VIDEO = DATA / "video" / "slow_traffic_small.mp4"
+COCO8 = DATA / "coco8" / "images"
+
+
+def need_data(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def yolo_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_yolo_checkpoint(tmp_path_factory.mktemp("w") / "tiny-yolov8n.pt")
+
+
+@pytest.fixture(scope="session")
+def rcnn_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_rcnn_state_dict(tmp_path_factory.mktemp("w") / "tiny-frcnn-mbv3-320.pth")
+
+
+def write_video(path: Path, *, frames: int, width: int = 320, height: int = 240, fps: int = 25) -> Path:
+    """A real H.264 MP4 with moving coloured rectangles (PyAV), ``frames`` frames at ``fps``."""
+    import av
+
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            img = np.roll(texture, i * 3, axis=1)
+            x = (i * 7) % (width - 60)
+            img[40:140, x : x + 60] = (0, 200, 255)
+            img[150:200, width - x - 80 : width - x - 20] = (255, 80, 0)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> CliRunner:
+    """Run ``python -m densecnn ARGS`` in ``tmp_path`` (or ``cwd``), offline, with an empty weight cache."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+        full_env = {
+            **os.environ,
+            "DENSECNN_WEIGHTS_DIR": str(tmp_path / "_weights"),
+            "DENSECNN_OFFLINE": "1",
+            "COLUMNS": "120",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "densecnn", *args],
+            cwd=cwd or tmp_path,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

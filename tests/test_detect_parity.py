@@ -1,0 +1,110 @@
+"""Parity: densecnn's detections equal Ultralytics' own predict and torchvision's own model call
+on the same weights and images (boxes IoU >= 0.99, score difference <= 1e-3, same classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from _factories import make_yolo_checkpoint
+from conftest import COCO8, need_data
+
+from densecnn.config import PredictConfig
+from densecnn.results import Detections, Frame
+from densecnn.tasks.detect import build_detector
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    tl = np.maximum(a[:, None, :2], b[None, :, :2])
+    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(br - tl, 0, None).prod(-1)
+    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+def assert_same(ours: Detections, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> None:
+    """Every reference detection has a partner of the same class, IoU >= 0.99, |score diff| <= 1e-3.
+
+    Boxes clipped to zero width at the image border have no IoU: for them, corners within 0.5 px.
+    """
+    assert len(ours) == len(boxes)
+    if len(boxes) == 0:
+        return
+    boxes = boxes.astype(np.float32)
+    iou = _iou(ours.boxes, boxes)
+    iou = np.where(np.abs(ours.boxes[:, None] - boxes[None]).max(-1) <= 0.5, np.maximum(iou, 1.0), iou)
+    same = (ours.class_ids[:, None] == labels[None, :]) & (
+        np.abs(ours.scores[:, None] - scores[None, :]) <= 1e-3
+    )
+    best = np.where(same, iou, 0).max(axis=0)
+    assert best.min() >= 0.99, f"worst match IoU {best.min():.4f}"
+
+
+def _images() -> list[Path]:
+    return sorted(need_data(COCO8).rglob("*.jpg"))
+
+
+@pytest.mark.parametrize("cfg", ["yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"])
+def test_yolo_matches_ultralytics_predict(tmp_path: Path, cfg: str) -> None:
+    from ultralytics import YOLO
+
+    weights = make_yolo_checkpoint(tmp_path / f"{cfg}.pt", cfg=cfg)
+    predictor, _ = build_detector(PredictConfig(weights=weights, device="cpu"))
+    reference = YOLO(str(weights))
+    total = 0
+    for path in _images():
+        image = cv2.imread(str(path))
+        ours = predictor.predict([Frame(image=image, source=path.name, path=str(path))])[0]
+        ref = reference.predict(image, conf=0.25, iou=0.7, imgsz=640, device="cpu", verbose=False)[0].boxes
+        assert_same(ours, ref.xyxy.numpy(), ref.conf.numpy(), ref.cls.numpy().astype(np.int64))
+        total += len(ours)
+    assert total > 0, "the test weights must produce detections, or this test proves nothing"
+
+
+def test_yolo_batch_and_classes_match_ultralytics(yolo_weights: Path) -> None:
+    """A batch of differently sized images, filtered by class names, still matches Ultralytics."""
+    from ultralytics import YOLO
+
+    predictor, _ = build_detector(
+        PredictConfig(weights=yolo_weights, device="cpu", imgsz=320, conf=0.3, classes=("person,car", "2"))
+    )
+    assert predictor.classes == [0, 2]
+    images = [cv2.imread(str(p)) for p in _images()]
+    frames = [Frame(image=im, source=str(i), path=str(i)) for i, im in enumerate(images)]
+    ours = predictor.predict(frames)
+    refs = YOLO(str(yolo_weights)).predict(
+        images, conf=0.3, iou=0.7, imgsz=320, classes=[0, 2], verbose=False
+    )
+    for det, ref in zip(ours, refs, strict=True):
+        assert set(det.class_ids.tolist()) <= {0, 2}
+        assert_same(
+            det, ref.boxes.xyxy.numpy(), ref.boxes.conf.numpy(), ref.boxes.cls.numpy().astype(np.int64)
+        )
+
+
+def test_faster_rcnn_matches_torchvision(rcnn_weights: Path) -> None:
+    from PIL import Image
+    from torchvision.models.detection import (
+        FasterRCNN_MobileNet_V3_Large_320_FPN_Weights,
+        fasterrcnn_mobilenet_v3_large_320_fpn,
+    )
+
+    predictor, spec = build_detector(
+        PredictConfig(model="fasterrcnn_mobilenet_v3_large_320_fpn", weights=rcnn_weights, device="cpu")
+    )
+    assert spec.conf == 0.05 and spec.iou == 0.5
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
+    model.load_state_dict(torch.load(rcnn_weights, weights_only=True))
+    model.eval()
+    transform = FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.DEFAULT.transforms()
+    total = 0
+    for path in _images():
+        ours = predictor.predict([Frame(image=cv2.imread(str(path)), source=path.name, path=str(path))])[0]
+        with torch.inference_mode():
+            ref = model([transform(Image.open(path).convert("RGB"))])[0]
+        assert_same(ours, ref["boxes"].numpy(), ref["scores"].numpy(), ref["labels"].numpy())
+        total += len(ours)
+    assert total > 0, "the test weights must produce detections, or this test proves nothing"

@@ -1,0 +1,142 @@
+"""pipeline.run on real decoded frames: order, bounded read-ahead, failures, interruption.
+
+The predictor here is a small real Predictor subclass (no model) so the tests isolate the pipeline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_video
+
+from densecnn.pipeline import run
+from densecnn.results import Detections, Frame, Prediction
+from densecnn.sinks.base import Sink
+from densecnn.sources import open_source
+from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
+from densecnn.tasks.base import Predictor
+
+
+class BrightSpot(Predictor):
+    """One box around the brightest pixel, class 0, score = its brightness / 255."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names = {0: "spot"}
+        self.device = torch.device("cpu")
+        self.batches: list[int] = []
+
+    def preprocess(self, frames: Sequence[Frame]) -> list[np.ndarray]:
+        self.batches.append(len(frames))
+        return [f.image.max(axis=2) for f in frames]
+
+    def forward(self, batch: list[np.ndarray]) -> list[tuple[int, int, float]]:
+        out = []
+        for gray in batch:
+            y, x = np.unravel_index(int(gray.argmax()), gray.shape)
+            out.append((int(x), int(y), float(gray[y, x]) / 255))
+        return out
+
+    def postprocess(self, raw, batch, frames) -> list[Detections]:
+        return [Detections([[x - 2, y - 2, x + 2, y + 2]], [s], [0], self.names) for x, y, s in raw]
+
+
+class Recorder(Sink):
+    """Records the calls it receives; optionally slow, to make the writer the bottleneck."""
+
+    needs_annotated = True
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[str, str, int]] = []
+        self.delay = delay
+        self.closed = False
+
+    def start_input(self, event: InputStart) -> None:
+        self.calls.append(("start", event.ref.source, -1))
+
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
+        assert annotated is not None and annotated.shape == prediction.frame.image.shape
+        time.sleep(self.delay)
+        self.calls.append(("frame", prediction.frame.source, prediction.frame.index))
+
+    def fail_input(self, event: InputFailure) -> None:
+        self.calls.append(("fail", event.ref.source, -1))
+
+    def end_input(self, event: InputEnd) -> None:
+        self.calls.append(("end", event.ref.source, event.frames))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_order_batches_and_failures(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in/a.mp4", frames=12)
+    (tmp_path / "in/b.png").write_bytes(b"broken")
+    sink, predictor = Recorder(), BrightSpot()
+    src = open_source(tmp_path / "in")
+    summary = run(
+        events=src.events(), predictor=predictor, sinks=[sink], errors_path=tmp_path / "e.jsonl", batch=5
+    )
+    assert [c for c in sink.calls if c[0] != "frame"] == [("start", "a.mp4", -1), ("end", "a.mp4", 12),
+                                                         ("start", "b.png", -1), ("fail", "b.png", -1),
+                                                         ("end", "b.png", 0)]  # fmt: skip
+    assert [c[2] for c in sink.calls if c[0] == "frame"] == list(range(12))
+    assert predictor.batches == [5, 5, 2]
+    assert (summary.frames, summary.inputs, summary.inputs_failed) == (12, 2, 1)
+    assert summary.detections["spot"] == 12 and sink.closed
+    assert "b.png" in errors.read_text()
+
+
+def test_read_ahead_is_bounded_when_the_writer_is_slow(tmp_path: Path) -> None:
+    """Memory stays flat: the reader never runs more than the queue sizes ahead of the writer."""
+    src = open_source(write_video(tmp_path / "v.mp4", frames=60))
+    decoded = 0
+    ahead: list[int] = []
+    sink = Recorder(delay=0.01)
+
+    def counting() -> Iterator[SourceEvent]:
+        nonlocal decoded
+        for event in src.events():
+            if isinstance(event, Frame):
+                decoded += 1
+                ahead.append(decoded - sum(1 for c in sink.calls if c[0] == "frame"))
+            yield event
+
+    run(events=counting(), predictor=BrightSpot(), sinks=[sink], errors_path=tmp_path / "e.jsonl", batch=2)
+    assert decoded == 60 and max(ahead) <= 4 + 8 + 2 + 2  # q_in + q_out + a batch in flight + one each side
+
+
+def test_stop_event_ends_early_and_closes_sinks(tmp_path: Path) -> None:
+    src = open_source(write_video(tmp_path / "v.mp4", frames=200))
+    stop = threading.Event()
+    sink = Recorder(delay=0.005)
+
+    class StopAfter(BrightSpot):
+        def postprocess(self, raw, batch, frames):
+            if frames[0].index >= 20:
+                stop.set()
+            return super().postprocess(raw, batch, frames)
+
+    summary = run(
+        events=src.events(), predictor=StopAfter(), sinks=[sink], errors_path=tmp_path / "e", stop=stop
+    )
+    assert 20 < summary.frames < 200 and sink.closed
+
+
+def test_sink_error_propagates_and_still_closes(tmp_path: Path) -> None:
+    class Broken(Recorder):
+        def write(self, prediction, annotated):
+            raise OSError("disk full")
+
+    sink = Broken()
+    src = open_source(write_video(tmp_path / "v.mp4", frames=30))
+    with pytest.raises(OSError, match="disk full"):
+        run(events=src.events(), predictor=BrightSpot(), sinks=[sink], errors_path=tmp_path / "e")
+    assert sink.closed
