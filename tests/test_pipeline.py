@@ -91,7 +91,7 @@ def test_order_batches_and_failures(tmp_path: Path) -> None:
     assert predictor.batches == [5, 5, 2]
     assert (summary.frames, summary.inputs, summary.inputs_failed) == (12, 2, 1)
     assert summary.detections["spot"] == 12 and sink.closed
-    assert "b.png" in errors.read_text()
+    assert "b.png" in (tmp_path / "e.jsonl").read_text()
 
 
 def test_read_ahead_is_bounded_when_the_writer_is_slow(tmp_path: Path) -> None:
