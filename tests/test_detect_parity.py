@@ -3,6 +3,8 @@ on the same weights and images (boxes IoU >= 0.99, score difference <= 1e-3, sam
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import cv2
@@ -108,3 +110,21 @@ def test_faster_rcnn_matches_torchvision(rcnn_weights: Path) -> None:
         assert_same(ours, ref["boxes"].numpy(), ref["scores"].numpy(), ref["labels"].numpy())
         total += len(ours)
     assert total > 0, "the test weights must produce detections, or this test proves nothing"
+
+
+def test_yolo_path_never_touches_the_network(monkeypatch: pytest.MonkeyPatch, yolo_weights: Path) -> None:
+    """Loading and predicting through densecnn opens no socket and resolves no host name."""
+
+    calls: list[str] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        calls.append(repr(args[:2]))
+        raise OSError("network use in a test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    predictor, _ = build_detector(PredictConfig(weights=yolo_weights, device="cpu"))
+    image = cv2.imread(str(_images()[0]))
+    predictor.predict([Frame(image=image, source="a.jpg", path="a.jpg")])
+    assert calls == []
+    assert os.environ["YOLO_OFFLINE"] == "1" and os.environ["YOLO_AUTOINSTALL"] == "false"

@@ -32,7 +32,8 @@ from densecnn.sources import (
     open_source,
     read_image,
 )
-from densecnn.sources import files as files_mod
+from densecnn.sources import images as images_mod
+from densecnn.sources import video as video_mod
 
 SHARED_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "slow_traffic_small.mp4"
 RNG = np.random.default_rng(0)
@@ -424,7 +425,7 @@ def test_huge_declared_size_is_refused_before_decoding(
     def no_decode(*args: Any) -> None:
         raise AssertionError("cv2.imdecode must not run on a refused image")
 
-    monkeypatch.setattr(files_mod.cv2, "imdecode", no_decode)
+    monkeypatch.setattr(images_mod.cv2, "imdecode", no_decode)
     frames, failures = single(path)
     assert not frames
     assert "image too large: 20000x20000 = 400,000,000 pixels" in failures[0].error
@@ -432,8 +433,8 @@ def test_huge_declared_size_is_refused_before_decoding(
 
 def test_pixel_limit_is_ours_not_pillows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # 15000 x 15000 = 225 Mpx: above Pillow's own bomb error (~179 Mpx), below MAX_IMAGE_PIXELS.
-    assert files_mod._declared_size(png_with_header(15000, 15000)) == ("PNG", (15000, 15000))
-    monkeypatch.setattr(files_mod, "MAX_IMAGE_PIXELS", 1000)
+    assert images_mod._declared_size(png_with_header(15000, 15000)) == ("PNG", (15000, 15000))
+    monkeypatch.setattr(images_mod, "MAX_IMAGE_PIXELS", 1000)
     frames, failures = single(write_image(tmp_path / "small.jpg", noise(48, 64)))
     assert not frames and "64x48 = 3,072 pixels (limit 1,000)" in failures[0].error
 
@@ -548,7 +549,7 @@ def test_stop_event_ends_a_video_early_and_closes_it(tmp_path: Path, monkeypatch
     write_video(tmp_path / "a.mp4", frames=30)
     write_video(tmp_path / "b.mp4", frames=30)
     spy = ContainerSpy()
-    monkeypatch.setattr(files_mod.av, "open", spy)
+    monkeypatch.setattr(video_mod.av, "open", spy)
     stop = threading.Event()
     events = []
     for event in open_source(tmp_path).events(stop=stop):
@@ -577,7 +578,7 @@ def test_consumer_closing_the_generator_closes_the_container(
 ) -> None:
     write_video(tmp_path / "a.mp4", frames=30)
     spy = ContainerSpy()
-    monkeypatch.setattr(files_mod.av, "open", spy)
+    monkeypatch.setattr(video_mod.av, "open", spy)
     gen = open_source(tmp_path / "a.mp4").events()
     assert isinstance(next(gen), InputStart)
     assert isinstance(next(gen), Frame)

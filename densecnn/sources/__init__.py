@@ -7,6 +7,7 @@ OpenCV and PyAV (the CLI's ``--help`` stays instant).
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from densecnn.sources.base import (
@@ -22,9 +23,17 @@ from densecnn.sources.base import (
 )
 
 if TYPE_CHECKING:
-    from densecnn.sources.files import MAX_IMAGE_PIXELS, FileSource, decode_image, open_source, read_image
+    from densecnn.sources.files import FileSource, open_source
+    from densecnn.sources.images import MAX_IMAGE_PIXELS, decode_image, read_image
 
-_LAZY = frozenset({"MAX_IMAGE_PIXELS", "FileSource", "decode_image", "open_source", "read_image"})
+# name -> the submodule that defines it (imported on first use)
+_LAZY = {
+    "MAX_IMAGE_PIXELS": "images",
+    "FileSource": "files",
+    "decode_image": "images",
+    "open_source": "files",
+    "read_image": "images",
+}
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -46,7 +55,6 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from densecnn.sources import files
-
-        return getattr(files, name)
+        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

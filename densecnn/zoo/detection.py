@@ -37,7 +37,7 @@ _YOLO = [
         "yolo26n",
         "9b09cc8bf347f0fc8a5f7657480587f25db09b34bf33b0652110fb03a8ad4fef",
         5544453,
-        "YOLO26 nano (NMS-free), COCO 80 classes, 40.9 mAP",
+        "YOLO26 nano, COCO 80 classes, 40.9 mAP",
     ),
 ]
 
