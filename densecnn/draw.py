@@ -1,4 +1,4 @@
-"""Drawing detections: pure functions, array in → new array out.
+"""Drawing results: pure functions, array in → new array out.
 
 Images are ``HxWx3`` uint8 BGR (OpenCV convention); boxes are xyxy float pixels of that image.
 Text is drawn with OpenCV's built-in Hershey font, so nothing is ever downloaded.
@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from densecnn.results import Detections
+from densecnn.results import Classification, Detections, Result
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -114,3 +114,28 @@ def draw_detections(
             text = f"{text} {float(score):.2f}"
         _draw_label(out, text, (pix[0], pix[1]), color_for(int(cid)), lw)
     return out
+
+
+def draw_classification(image: np.ndarray, result: Classification, *, top: int = 3) -> np.ndarray:
+    """The ``top`` classes as ``name 0.87`` labels stacked at the top-left of a copy of ``image``."""
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    height, width = out.shape[:2]
+    if len(result) == 0 or height == 0 or width == 0:
+        return out
+    lw = default_line_width(height, width)
+    y = 0
+    for cid, score in list(zip(result.class_ids, result.scores, strict=True))[:top]:
+        text = f"{result.class_name(int(cid))} {float(score):.2f}"
+        (_, th), baseline = cv2.getTextSize(text, _FONT, max(lw / 3.0, 0.3), max(lw - 1, 1))
+        _draw_label(out, text, (0, y), color_for(int(cid)), lw)
+        y += th + baseline + 2 * max(lw, 1)
+    return out
+
+
+def draw_result(image: np.ndarray, result: Result) -> np.ndarray:
+    """Dispatch on the result type: the one drawing entry point the pipeline calls."""
+    if isinstance(result, Detections):
+        return draw_detections(image, result)
+    if isinstance(result, Classification):
+        return draw_classification(image, result)
+    raise TypeError(f"no drawing for {type(result).__name__}")

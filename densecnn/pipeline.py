@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from densecnn.draw import draw_detections
+from densecnn.draw import draw_result
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
@@ -40,12 +40,13 @@ class _Done:
 
 @dataclass
 class RunSummary:
-    """What a run did. ``stage_ms`` is milliseconds per frame for each stage."""
+    """What a run did. ``stage_ms`` is milliseconds per frame for each stage; ``class_counts``
+    counts detections per class (detect) or top-1 classes (classify)."""
 
     inputs: int = 0
     inputs_failed: int = 0
     frames: int = 0
-    detections: Counter[str] = field(default_factory=Counter)
+    class_counts: Counter[str] = field(default_factory=Counter)
     errors: list[dict[str, Any]] = field(default_factory=list)
     stage_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -61,7 +62,7 @@ class RunSummary:
             "inputs": self.inputs,
             "inputs_failed": self.inputs_failed,
             "frames": self.frames,
-            "detections": dict(self.detections.most_common()),
+            "class_counts": dict(self.class_counts.most_common()),
             "errors": len(self.errors),
             "stage_ms_per_frame": {k: round(v, 3) for k, v in self.stage_ms.items()},
             "wall_s": round(self.wall_s, 3),
@@ -151,7 +152,7 @@ class _Writer(threading.Thread):
     def _handle(self, item: Any) -> None:
         if isinstance(item, Prediction):
             t0 = time.perf_counter()
-            annotated = draw_detections(item.frame.image, item.detections) if self.draw else None
+            annotated = draw_result(item.frame.image, item.result) if self.draw else None
             t1 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item, annotated)
@@ -159,7 +160,7 @@ class _Writer(threading.Thread):
             self.timers.add("draw", t1 - t0)
             self.timers.add("encode", t2 - t1)
             self.summary.frames += 1
-            self.summary.detections.update(item.detections.class_name(c) for c in item.detections.class_ids)
+            self.summary.class_counts.update(item.result.labels())
             self.progress.advance(1, item.frame.source)
         elif isinstance(item, InputStart):
             self.summary.inputs += 1

@@ -75,6 +75,14 @@ class Detections:
     def class_name(self, class_id: int) -> str:
         return self.names.get(int(class_id), str(int(class_id)))
 
+    def labels(self) -> list[str]:
+        """One class name per detection (what the run summary counts)."""
+        return [self.class_name(c) for c in self.class_ids]
+
+    def record(self) -> dict[str, Any]:
+        """This result's fields of a ``predictions.jsonl`` line."""
+        return {"detections": self.to_dicts()}
+
     def to_dicts(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per detection: class_id, class_name, score, box ``[x1, y1, x2, y2]``."""
         return [
@@ -89,8 +97,55 @@ class Detections:
 
 
 @dataclass
+class Classification:
+    """Top-k classes of one image, best first.
+
+    class_ids: ``(k,)`` int64; scores: ``(k,)`` float32 probabilities (softmax over all classes).
+    """
+
+    class_ids: np.ndarray
+    scores: np.ndarray
+    names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if len(self.class_ids) != len(self.scores):
+            raise ValueError(f"Classification: {len(self.class_ids)} ids but {len(self.scores)} scores")
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def class_name(self, class_id: int) -> str:
+        return self.names.get(int(class_id), str(int(class_id)))
+
+    def labels(self) -> list[str]:
+        """The top-1 class name (what the run summary counts)."""
+        return [self.class_name(self.class_ids[0])] if len(self) else []
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [
+            {"class_id": int(c), "class_name": self.class_name(c), "score": round(float(s), 5)}
+            for c, s in zip(self.class_ids, self.scores, strict=True)
+        ]
+
+    def record(self) -> dict[str, Any]:
+        return {"classes": self.to_dicts()}
+
+
+Result = Detections | Classification
+
+
+@dataclass
 class Prediction:
     """What flows from the predictor to the sinks: the frame and its result."""
 
     frame: Frame
-    detections: Detections
+    result: Result
+
+    @property
+    def detections(self) -> Detections:
+        """The result, for sinks that only make sense for detections."""
+        if not isinstance(self.result, Detections):
+            raise TypeError(f"expected Detections, got {type(self.result).__name__}")
+        return self.result

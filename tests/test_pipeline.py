@@ -90,7 +90,7 @@ def test_order_batches_and_failures(tmp_path: Path) -> None:
     assert [c[2] for c in sink.calls if c[0] == "frame"] == list(range(12))
     assert predictor.batches == [5, 5, 2]
     assert (summary.frames, summary.inputs, summary.inputs_failed) == (12, 2, 1)
-    assert summary.detections["spot"] == 12 and sink.closed
+    assert summary.class_counts["spot"] == 12 and sink.closed
     assert "b.png" in (tmp_path / "e.jsonl").read_text()
 
 

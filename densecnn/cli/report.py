@@ -72,18 +72,20 @@ def describe_outputs(run_dir: Path) -> list[str]:
     return lines
 
 
-def summary_table(summary: RunSummary, *, run_dir: Path, title: str) -> Table:
+def summary_table(
+    summary: RunSummary, *, run_dir: Path, title: str, counts_label: str = "Detections"
+) -> Table:
     table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
     ok = summary.inputs - summary.inputs_failed
     table.add_row("Inputs", f"{summary.inputs} ({ok} ok, {summary.inputs_failed} failed)")
     table.add_row("Frames", str(summary.frames))
-    total = sum(summary.detections.values())
-    per_class = ", ".join(f"{name} {n}" for name, n in summary.detections.most_common(12))
-    more = len(summary.detections) - 12
+    total = sum(summary.class_counts.values())
+    per_class = ", ".join(f"{name} {n}" for name, n in summary.class_counts.most_common(12))
+    more = len(summary.class_counts) - 12
     table.add_row(
-        "Detections",
+        counts_label,
         f"{total}" + (f": {per_class}" if per_class else "") + (f", +{more} classes" if more > 0 else ""),
     )
     if summary.errors:

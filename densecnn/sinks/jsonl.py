@@ -26,7 +26,7 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         "timestamp": round(float(frame.timestamp), 6),
         "width": frame.width,
         "height": frame.height,
-        "detections": prediction.detections.to_dicts(),
+        **prediction.result.record(),
     }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from densecnn.results import Detections, Frame
+from densecnn.results import Frame, Result
 
 
 @dataclass
@@ -53,15 +53,15 @@ class Predictor:
     def forward(self, batch: Any) -> Any:
         raise NotImplementedError
 
-    def postprocess(self, raw: Any, batch: Any, frames: Sequence[Frame]) -> list[Detections]:
+    def postprocess(self, raw: Any, batch: Any, frames: Sequence[Frame]) -> list[Result]:
         raise NotImplementedError
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def predict(self, frames: Sequence[Frame]) -> list[Detections]:
-        """Detections for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes."""
+    def predict(self, frames: Sequence[Frame]) -> list[Result]:
+        """One result for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes."""
         n = len(frames)
         with torch.inference_mode():
             t0 = time.perf_counter()
