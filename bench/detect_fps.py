@@ -24,6 +24,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -45,6 +46,7 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 NET_LOG_ENV = "DENSECNN_BENCH_NET_LOG"
 PROBE_ENV = "DENSECNN_BENCH_PROBE"
+_YOLO_SPEED = re.compile(r"Speed: ([\d.]+)ms preprocess, ([\d.]+)ms inference, ([\d.]+)ms postprocess")
 # The environment the children inherit, taken before this process imports anything heavy: importing
 # ultralytics sets OMP_NUM_THREADS=1 when it is unset, which children would otherwise inherit.
 BASE_ENV = dict(os.environ)
@@ -243,7 +245,7 @@ def build_cmd(
     return [
         exe, "predict", f"model={weights}", f"source={source}",
         f"imgsz={args.imgsz}", f"conf={args.conf}", "device=cpu",
-        f"save={not args.no_save}", "verbose=False", f"vid_stride={args.vid_stride}",
+        f"save={not args.no_save}", f"verbose={args.yolo_verbose}", f"vid_stride={args.vid_stride}",
         f"project={out}", f"name={name}", "exist_ok=True",
     ]  # fmt: skip
 
@@ -341,10 +343,7 @@ def one_run(
         run.net_events = net_log.read_text(encoding="utf-8").splitlines()
     if probe.exists():
         run.torch_threads = int(probe.read_text(encoding="utf-8"))
-    run_dir = out / name
-    if tool == "densecnn":
-        summaries = sorted(out.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
-        run_dir = summaries[-1].parent if summaries else run_dir
+    run_dir = out / name  # a fresh name per run: neither tool numbers it (name2, ...)
     run.run_dir = str(run_dir)
     run.outputs = describe_outputs(run_dir)
     if rc != 0:
@@ -353,18 +352,23 @@ def one_run(
     if tool == "densecnn":
         summary_path = run_dir / "summary.json"
         if not summary_path.is_file():
-            run.error = f"no summary.json under {out}"
+            run.error = f"no {summary_path}"
             return run
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         run.frames, run.frames_from = int(summary["frames"]), "summary.json"
         run.stage_ms = {k: float(v) for k, v in summary.get("stage_ms_per_frame", {}).items()}
         run.pipeline_wall_s = float(summary["wall_s"]) if "wall_s" in summary else None
-    else:
-        videos = [o for o in run.outputs if "frames" in o]
-        if videos:
-            run.frames, run.frames_from = sum(int(v["frames"]) for v in videos), "frames in its saved video"
-        else:  # save=False: Ultralytics' loader grabs vid_stride frames and keeps the last of each group
-            run.frames, run.frames_from = expected_frames, "computed: source frames // vid_stride"
+        return run
+    videos = [o for o in run.outputs if "frames" in o]
+    if videos:
+        run.frames, run.frames_from = sum(int(v["frames"]) for v in videos), "frames in its saved video"
+    else:  # save=False: Ultralytics' loader grabs vid_stride frames and keeps the last of each group
+        run.frames, run.frames_from = expected_frames, "computed: source frames // vid_stride"
+    speed = _YOLO_SPEED.search(run.log)  # only with --yolo-verbose
+    if speed:
+        run.stage_ms = dict(
+            zip(("preprocess", "inference", "postprocess"), map(float, speed.groups()), strict=True)
+        )
     return run
 
 
@@ -420,10 +424,13 @@ def summarize(runs: list[Run]) -> dict[str, Any]:
             "other_cores_all": [round(r.other_cores, 2) for r in ok],
             "steal_cores_all": [round(r.steal_cores, 2) for r in ok],
         }
-        if tool == "densecnn":
+        if all(r.stage_ms for r in ok):
             entry["stage_ms_median"] = {
-                s: round(statistics.median(r.stage_ms.get(s, 0.0) for r in ok), 3) for s in STAGES
+                s: round(statistics.median(r.stage_ms[s] for r in ok), 3)
+                for s in STAGES
+                if s in ok[0].stage_ms
             }
+        if tool == "densecnn":
             pipe = [r.pipeline_wall_s for r in ok if r.pipeline_wall_s is not None]
             if pipe:
                 entry["pipeline_wall_s_median"] = round(statistics.median(pipe), 3)
@@ -511,11 +518,20 @@ def print_report(result: dict[str, Any], runs: list[Run]) -> None:
         console.print(f"[bold]Ratio[/] densecnn / yolo FPS = [bold]{ratio:.3f}[/] (densecnn {verdict})")
     d = s["densecnn"]
     if d.get("ok_runs"):
-        stages = Table(title="densecnn per stage (summary.json, ms per frame, median of runs)")
+        stages = Table(title="Per stage, ms per frame, median of runs (densecnn: summary.json)")
+        stages.add_column("tool")
         for stage in STAGES:
             stages.add_column(stage, justify="right")
-        stages.add_row(*(f"{d['stage_ms_median'][st]:.1f}" for st in STAGES))
+        for tool in TOOLS:
+            ms = s[tool].get("stage_ms_median")
+            if ms:
+                stages.add_row(tool, *(f"{ms[st]:.1f}" if st in ms else "-" for st in STAGES))
         console.print(stages)
+        if s["yolo"].get("stage_ms_median"):
+            console.print(
+                "  yolo: its own 'Speed:' line (verbose=True); its postprocess is NMS and Results, "
+                "drawing and video writing are not timed by it."
+            )
         console.print(
             "  Stages overlap (reader, predict and writer threads), so they need not add up to wall/frame. "
             + (
@@ -531,7 +547,7 @@ def print_report(result: dict[str, Any], runs: list[Run]) -> None:
             console.print(f"[bold]{tool} wrote[/] {describe_written(last[-1].outputs)}")
     nets = [ev for r in runs for ev in r.net_events]
     console.print(
-        f"[bold]Network[/] {len(nets)} Python-level network attempts (refused)"
+        f"[bold]Network[/] {len(nets)} Python-level network attempts (any would be logged and refused)"
         + (": " + "; ".join(nets[:5]) if nets else "")
     )
     for r in runs:
@@ -567,6 +583,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=60,
         help="before each run, wait up to this many seconds for the machine to be idle (0: don't)",
+    )
+    p.add_argument(
+        "--yolo-verbose",
+        action="store_true",
+        help="run yolo with verbose=True (a log line per frame) to read its own per-stage ms",
     )
     p.add_argument("--no-warmup", action="store_true", help="skip the untimed 8-frame run of each tool")
     p.add_argument("--timeout", type=float, default=3600, help="seconds before a run is killed")

@@ -1,0 +1,95 @@
+"""Self-describing checkpoints: safetensors tensors + JSON metadata, loaded without pickle.
+
+A file written by densecnn carries what is needed to rebuild and use the model (task, head,
+backbone, class names, input size, normalisation), so ``--weights best.safetensors`` needs nothing
+else on the command line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from densecnn import __version__
+from densecnn.errors import UsageError
+from densecnn.fsutil import atomic_open
+
+FORMAT = "densecnn-checkpoint/1"
+_KEY = "densecnn"
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a densecnn checkpoint says about itself.
+
+    ``arch`` names the head (``classifier``, ``unet``, ``deeplabv3plus``, ``fasterrcnn``) or a
+    torchvision builder; ``backbone`` a registry backbone (None where ``arch`` is a whole model).
+    ``mean``/``std`` are per-channel, on [0, 1] RGB (or gray) inputs; ``input_size`` in pixels.
+    """
+
+    task: str
+    arch: str
+    class_names: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    backbone: str | None = None
+    in_channels: int = 3
+    metrics: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    densecnn_version: str = __version__
+    format: str = FORMAT
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def save_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta) -> None:
+    """Write ``state_dict`` and ``meta`` to ``path`` (.safetensors) atomically."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    data = save(tensors, metadata={_KEY: json.dumps(asdict(meta))})
+    with atomic_open(Path(path), "wb") as fh:
+        fh.write(data)
+
+
+def read_meta(path: Path) -> CheckpointMeta | None:
+    """The metadata of a densecnn checkpoint, or None for any other file (reads only the header)."""
+    if Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(_KEY)
+    except Exception:
+        return None
+    if raw is None:
+        return None
+    fields = json.loads(raw)
+    if fields.get("format") != FORMAT:
+        raise UsageError(
+            f"{path}: unsupported checkpoint format {fields.get('format')!r} (expected {FORMAT})."
+        )
+    for key in ("class_names", "mean", "std"):
+        fields[key] = tuple(fields[key])
+    return CheckpointMeta(**fields)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """Tensors and metadata of a densecnn checkpoint (no pickle involved)."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    if meta is None:
+        raise UsageError(
+            f"{path} is not a densecnn checkpoint (a .safetensors file written by densecnn).",
+            hint="densecnn checkpoints come from `densecnn train`; other weight files go with a --model.",
+        )
+    return load_file(str(path)), meta
