@@ -554,7 +554,8 @@ def print_report(result: dict[str, Any], runs: list[Run]) -> None:
         if not r.ok:
             console.print(f"[red]{r.tool} run {r.repeat} failed[/]: {r.error}")
     for note in result["notes"]:
-        console.print(f"[dim]- {note}[/]")
+        style = "red" if "not comparable" in note else "dim"
+        console.print(f"- {note}", style=style, markup=False)
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -626,6 +627,8 @@ def _bench(args: argparse.Namespace, source: Path, work: Path) -> int:
     notes = []
     if args.weights:
         weights = args.weights.resolve()
+        if not weights.is_file():  # yolo would try to download it (api.github.com), even offline
+            sys.exit(f"error: weights not found: {weights}")
         weights_note = "given with --weights"
     else:
         log(f"making weights: yolov8n.yaml, seeded random init (seed {args.seed}) ...")
@@ -691,6 +694,12 @@ def _bench(args: argparse.Namespace, source: Path, work: Path) -> int:
             + (f", or OMP_NUM_THREADS={args.densecnn_threads}" if args.densecnn_threads else "")
             + f") vs yolo {y_thr} (Ultralytics' select_device sets min(8, cores - 1) on CPU); "
             "--densecnn-threads N compares at equal threads"
+        )
+    busy = [f"{r.tool} #{r.repeat} ({r.other_cores:.2f})" for r in runs if r.ok and r.other_cores > 0.25]
+    if busy:
+        notes.append(
+            "the machine was busy during " + ", ".join(busy) + " (cores used by other processes): "
+            "those timings are not comparable; run again on a quiet machine"
         )
     if "OMP_NUM_THREADS" in BASE_ENV:
         notes.append(

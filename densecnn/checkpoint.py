@@ -93,3 +93,31 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta
             hint="densecnn checkpoints come from `densecnn train`; other weight files go with a --model.",
         )
     return load_file(str(path)), meta
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only``: no code runs).
+
+    Accepts a bare state dict or one under a ``model`` / ``state_dict`` key.
+    """
+    if not path.is_file():
+        raise UsageError(f"Weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UsageError(
+            f"Could not read {path} as a torchvision state dict: {exc}",
+            hint="Pass a .pth/.pt state dict or a .safetensors file for the chosen --model "
+            "(an Ultralytics .pt goes with a YOLO --model).",
+        ) from exc
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors).")
+    return state

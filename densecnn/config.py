@@ -17,6 +17,7 @@ class PredictConfig:
 
     model: str | None = None
     weights: Path | None = None
+    backbone: str | None = None
     conf: float | None = None
     iou: float | None = None
     imgsz: int | None = None
@@ -25,6 +26,7 @@ class PredictConfig:
     half: bool = False
     batch: int = 1
     max_det: int | None = None
+    topk: int = 5
     vid_stride: int = 1
 
     def __post_init__(self) -> None:
@@ -38,12 +40,17 @@ class PredictConfig:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
         if self.max_det is not None and self.max_det < 1:
             raise UsageError(f"--max-det must be at least 1, got {self.max_det}.")
+        if self.topk < 1:
+            raise UsageError(f"--topk must be at least 1, got {self.topk}.")
         if self.vid_stride < 1:
             raise UsageError(f"--vid-stride must be at least 1, got {self.vid_stride}.")
+        if self.backbone is not None and not self.backbone.strip():
+            raise UsageError("--backbone must name a backbone (see `densecnn models --matrix`).")
         if self.weights is not None and not self.weights.is_file():
             raise UsageError(
                 f"--weights {self.weights}: no such file.",
-                hint="Give the path of a local checkpoint (an Ultralytics .pt or a torchvision state dict).",
+                hint="Give the path of a local checkpoint (an Ultralytics .pt, a torchvision state dict "
+                "or a densecnn .safetensors checkpoint).",
             )
 
 

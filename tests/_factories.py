@@ -62,3 +62,114 @@ def make_rcnn_state_dict(
         model.roi_heads.box_predictor.bbox_pred.weight.mul_(0.03)
     torch.save(model.state_dict(), path)
     return path
+
+
+def _spread_logits(model: torch.nn.Module, layer: torch.nn.Linear, x: torch.Tensor, std: float) -> None:
+    """Re-draw the classification layer so logits on ``x`` have about ``std`` spread per image.
+
+    Random backbones give near-uniform softmax scores (~1/1000 each), where top-k order is noise;
+    with a spread of ~3 the best class gets ~0.1-0.3 and ranks are well separated, as with trained
+    weights.
+    """
+    torch.nn.init.normal_(layer.weight)
+    torch.nn.init.zeros_(layer.bias)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    logits = out[1] if isinstance(out, tuple | list) else out  # Ultralytics: (softmax, logits)
+    layer.weight.mul_(std / float(logits.std(dim=1).mean()))
+
+
+def make_classifier_weights(path: Path, *, arch: str = "resnet18", seed: int = 0) -> Path:
+    """A torchvision ImageNet classifier (1000 classes) state dict, seeded, saved with torch.save;
+    its scores spread like trained ones (see ``_spread_logits``)."""
+    from torchvision.models import get_model
+
+    torch.manual_seed(seed)
+    model = get_model(arch, weights=None)
+    layer = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    x = (torch.rand(4, 3, 224, 224, generator=torch.Generator().manual_seed(seed)) - 0.45) / 0.225
+    with torch.no_grad():
+        _spread_logits(model, layer, x, std=3.0)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def make_yolo_cls_checkpoint(
+    path: Path, *, cfg: str = "yolov8n-cls.yaml", seed: int = 0, imgsz: int = 224
+) -> Path:
+    """An Ultralytics classification ``.pt`` built from a bundled yaml (no download), seeded.
+
+    Like the official checkpoints it carries ImageNet class names, its training ``imgsz`` and the
+    classify transforms it was validated with. Convs get Kaiming-normal weights (the default init makes
+    activations vanish) and the linear layer is scaled so the softmax scores spread.
+    """
+    import_ultralytics()
+    from ultralytics import YOLO
+    from ultralytics.data.augment import classify_transforms
+
+    from densecnn.zoo.classification import ultralytics_imagenet_names
+
+    torch.manual_seed(seed)
+    model = YOLO(cfg)
+    net = model.model
+    x = torch.rand(4, 3, imgsz, imgsz, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        _spread_logits(net, net.model[-1].linear, x, std=3.0)
+    net.names = dict(enumerate(ultralytics_imagenet_names()))
+    net.transforms = classify_transforms(imgsz)
+    model.ckpt = {"train_args": {"task": "classify", "imgsz": imgsz, "data": "imagenet"}}
+    model.save(str(path))
+    return path
+
+
+def make_torchvision_classifier(arch: str, *, seed: int = 0) -> torch.nn.Module:
+    """torchvision's ImageNet classifier ``arch`` in eval mode with seeded random tensors.
+
+    Built on the meta device and filled directly (torchvision's own init of ConvNeXt takes seconds):
+    Kaiming-normal weight matrices and kernels, so activations keep their scale through every
+    stage; norm weights in [0.5, 1.5], biases and BatchNorm statistics off their identity values
+    (default ones would hide a skipped BatchNorm).
+    """
+    from torchvision.models import get_model
+
+    with torch.device("meta"):
+        model = get_model(arch, weights=None)
+    model = model.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            fan_in = t[0].numel() if t.dim() > 1 else 0
+            if fan_in > 1:
+                t.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+            elif name.endswith(("bias", "running_mean")):
+                t.normal_(0.0, 0.1, generator=gen)
+            elif name.endswith("num_batches_tracked"):
+                t.zero_()
+            else:  # norm weights, running_var, layer scales
+                t.uniform_(0.5, 1.5, generator=gen)
+    return model.eval()
+
+
+def make_fasterrcnn_checkpoint(
+    path: Path,
+    *,
+    backbone: str = "resnet18",
+    class_names: tuple[str, ...] = ("person", "car"),
+    min_size: int = 320,
+    seed: int = 0,
+) -> Path:
+    """A densecnn Faster R-CNN checkpoint on a registry backbone (seeded random init), as
+    ``densecnn train detect`` will write them: safetensors + metadata naming backbone and classes."""
+    from densecnn.checkpoint import save_checkpoint
+    from densecnn.tasks.detect.rcnn_backbone import build_fasterrcnn, fasterrcnn_meta
+
+    torch.manual_seed(seed)
+    model = build_fasterrcnn(backbone, len(class_names) + 1, min_size=min_size, max_size=min_size * 5 // 3)
+    save_checkpoint(
+        path, model.state_dict(), fasterrcnn_meta(model, backbone=backbone, class_names=class_names)
+    )
+    return path

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,3 +85,21 @@ def run_cli(tmp_path: Path) -> CliRunner:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def random_backbone() -> Callable[[str], Any]:
+    """name → that registry backbone, seeded random init, built once per session (copy before changing)."""
+    import torch
+
+    from densecnn.backbones import build_backbone
+
+    built: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in built:
+            torch.manual_seed(0)
+            built[name] = build_backbone(name).eval()
+        return built[name]
+
+    return get

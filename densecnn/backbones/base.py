@@ -3,34 +3,37 @@
 A backbone maps an image batch ``(N, C, H, W)`` float to a list of feature maps, one per stage,
 strides strictly increasing (2, 4, 8, 16, 32 for most). ``feature_info`` states each stage's
 channels and stride; heads read it and never hard-code channel counts (smp reads
-``encoder.out_channels``; timm ``feature_info.channels()``; same idea).
+``encoder.out_channels``; timm ``feature_info.channels()``; same idea). For an input of ``H x W``
+divisible by the largest stride, stage ``i`` is ``(N, channels[i], H / s_i, W / s_i)``; other sizes
+round at each downsampling as the architecture does (up for most, down for ConvNeXt's patchify
+convs), which is why the segmentation heads pad their input to a multiple of 32.
+
+The data half of the contract (:class:`FeatureInfo`, :class:`BackboneSpec`, :class:`Preprocess`)
+lives in torch-free modules and is re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from densecnn.errors import UsageError
-from densecnn.zoo.specs import WeightsFile
+from densecnn.backbones.specs import BackboneSpec, FeatureInfo, check_strides
+from densecnn.zoo.specs import Preprocess
 
-
-@dataclass(frozen=True)
-class FeatureInfo:
-    """One stage's output: ``channels`` and ``stride`` (input pixels per feature pixel)."""
-
-    channels: int
-    stride: int
+__all__ = ["Backbone", "BackboneSpec", "FeatureInfo", "Preprocess"]
 
 
 class Backbone(nn.Module):
-    """Base class: subclasses set ``feature_info`` and implement ``forward`` → list of stage outputs."""
+    """Base class: subclasses set ``feature_info`` and implement ``forward`` → list of stage outputs.
+
+    ``name`` is the registry name (set by :func:`densecnn.backbones.build_backbone`).
+    """
 
     feature_info: tuple[FeatureInfo, ...]
     in_channels: int = 3
+    name: str = ""
 
     @property
     def channels(self) -> list[int]:
@@ -45,40 +48,6 @@ class Backbone(nn.Module):
 
     def require(self, *, head: str, strides: Sequence[int]) -> list[int]:
         """Indices of the stages with these ``strides``, or a UsageError saying what is missing."""
-        have = self.strides
-        missing = [s for s in strides if s not in have]
-        if missing:
-            raise UsageError(
-                f"{head} needs backbone features at strides {list(strides)}; "
-                f"{type(self).__name__} has stages at strides {have} (missing {missing}).",
-                hint="Pick another --backbone (`densecnn models` shows which heads each one serves).",
-            )
-        return [have.index(s) for s in strides]
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """How the backbone's ImageNet weights expect images: resize, centre crop, normalise (RGB, [0, 1])."""
-
-    resize: int
-    crop: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A registered backbone: how to build it, its ImageNet weights and their preprocessing.
-
-    ``build(weights_path, in_channels)`` returns a Backbone, loading the ImageNet weights from
-    ``weights_path`` when given. ``classifier_arch`` is the torchvision classification model whose
-    weights these are (None for densecnn's own backbones).
-    """
-
-    name: str
-    build: Callable[..., Backbone]
-    weights: WeightsFile | None
-    preprocess: Preprocess
-    classifier_arch: str | None = None
-    description: str = ""
+        return check_strides(
+            self.feature_info, backbone=self.name or type(self).__name__, head=head, strides=strides
+        )

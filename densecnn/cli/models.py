@@ -110,8 +110,22 @@ def models(
         typer.Option("--task", "-t", help="Only models for this task (detect, segment, classify)."),
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    matrix: Annotated[
+        bool,
+        typer.Option(
+            "--matrix",
+            help="Heads x backbones instead: parameters and GFLOPs of every head on every backbone "
+            "(measured once, then cached), and whether each backbone's ImageNet weights are cached.",
+        ),
+    ] = False,
 ) -> None:
     """List registered models: task, family, classes, default thresholds and whether weights are cached."""
+    if matrix:
+        from densecnn.cli.matrix import show_matrix
+
+        with user_errors():
+            show_matrix(json=json)
+        return
     with user_errors():
         tasks = get_args(Task)
         if task is not None and task.lower() not in tasks:
@@ -140,9 +154,9 @@ def models(
                 f"[bold]{spec.name}[/] *" if spec.default else f"[bold]{spec.name}[/]",
                 spec.task,
                 spec.family,
-                str(_num_classes(spec)),
-                f"{spec.conf:g}",
-                f"{spec.iou:g}",
+                str(_num_classes(spec)) if spec.classes else "-",
+                "-" if spec.conf is None else f"{spec.conf:g}",
+                "-" if spec.iou is None else f"{spec.iou:g}",
                 str(spec.imgsz),
                 _cached_cell(spec, store),
                 escape(spec.description),

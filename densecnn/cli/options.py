@@ -15,7 +15,15 @@ Weights = typer.Option(
     None,
     "--weights",
     "-w",
-    help="Local checkpoint: an Ultralytics .pt, or a torchvision state dict for --model.",
+    help="Local checkpoint: an Ultralytics .pt, a torchvision state dict for --model, or a densecnn "
+    ".safetensors checkpoint (names its own model, backbone and classes).",
+)
+Backbone = typer.Option(
+    None,
+    "--backbone",
+    "-b",
+    help="Backbone of a model built on one (--model fasterrcnn); `densecnn models --matrix` lists "
+    "them. A densecnn checkpoint names its own.",
 )
 Conf = typer.Option(
     None, "--conf", help="Confidence threshold (default: the model's, 0.25 YOLO, 0.05 R-CNN)."
@@ -34,6 +42,7 @@ MaxDet = typer.Option(
     None, "--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."
 )
 VidStride = typer.Option(1, "--vid-stride", help="Use every N-th video frame.")
+TopK = typer.Option(5, "--topk", help="Classes kept per image or frame, best first.")
 
 # Output
 Out = typer.Option(None, "--out", help="Parent folder of run folders (default: runs/<task>).")

@@ -1,8 +1,9 @@
-"""Output sinks for ``densecnn detect``: one class per output format (see ``base.Sink``)."""
+"""Output sinks for the prediction commands: one class per output format (see ``base.Sink``)."""
 
 from densecnn.sinks.base import Sink
 from densecnn.sinks.coco import CocoSink
 from densecnn.sinks.crops import CropsSink
+from densecnn.sinks.csv import CsvSink
 from densecnn.sinks.images import ImageSink
 from densecnn.sinks.jsonl import JsonlSink, read_jsonl
 from densecnn.sinks.labels import LabelsSink
@@ -11,6 +12,7 @@ from densecnn.sinks.video import VideoSink
 __all__ = [
     "CocoSink",
     "CropsSink",
+    "CsvSink",
     "ImageSink",
     "JsonlSink",
     "LabelsSink",

@@ -1,5 +1,6 @@
 """Model zoo: typed model specs and the weight store."""
 
+from densecnn.zoo import classification as _classification  # noqa: F401  (fills MODELS)
 from densecnn.zoo import detection as _detection  # noqa: F401  (fills MODELS)
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, WeightsFile

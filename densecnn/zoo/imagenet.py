@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from densecnn.backbones.base import Preprocess
-from densecnn.zoo.specs import WeightsFile
+from densecnn.zoo.specs import Preprocess, WeightsFile
 
 _BASE = "https://download.pytorch.org/models/"
 _MEAN = (0.485, 0.456, 0.406)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Task = Literal["detect", "segment", "classify"]
-Family = Literal["yolo", "torchvision"]
+Family = Literal["yolo", "torchvision", "densecnn"]
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -42,11 +42,40 @@ class WeightsFile:
 
 
 @dataclass(frozen=True)
+class Preprocess:
+    """How a model's weights expect images: resize, centre crop, normalise (RGB or gray, [0, 1]).
+
+    ``mean``/``std`` have one value per input channel (3 for RGB).
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+
+    def for_channels(self, in_channels: int) -> Preprocess:
+        """The same preprocessing for ``in_channels`` inputs: one channel gets the mean of the RGB
+        values (gray images), more channels repeat them cyclically (as timm adapts the first conv)."""
+        if in_channels == len(self.mean):
+            return self
+        if in_channels == 1:
+            mean, std = (sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),)
+        else:
+            mean = tuple(self.mean[i % len(self.mean)] for i in range(in_channels))
+            std = tuple(self.std[i % len(self.std)] for i in range(in_channels))
+        return replace(self, mean=mean, std=std)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A named model: how to build it, where its weights come from, and its task defaults.
 
-    ``arch`` is the torchvision builder name (family ``torchvision``) or the Ultralytics model stem
-    (family ``yolo``). ``classes[i]`` is the name of class id ``i``.
+    ``arch`` is the torchvision builder name (family ``torchvision``), the Ultralytics model stem
+    (family ``yolo``) or a densecnn head (family ``densecnn``: built on a registry backbone named
+    with ``--backbone``; no official weights, its weights and classes come from a densecnn
+    checkpoint). ``classes[i]`` is the name of class id ``i``. ``conf``/``iou`` are the default
+    detection thresholds (None for tasks without them, e.g. classify).
     """
 
     name: str
@@ -55,9 +84,9 @@ class ModelSpec:
     arch: str
     weights: WeightsFile | None
     classes: tuple[str, ...]
-    conf: float
-    iou: float
     imgsz: int
+    conf: float | None = None
+    iou: float | None = None
     max_det: int = 300
     description: str = ""
     default: bool = False

@@ -11,94 +11,31 @@ from typing import Any
 import numpy as np
 import torch
 
+from densecnn.checkpoint import load_state_dict
 from densecnn.errors import UsageError
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only``: no code runs).
-
-    Accepts a bare state dict or one under a ``model`` / ``state_dict`` key.
-    """
-    if not path.is_file():
-        raise UsageError(f"Weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UsageError(
-            f"Could not read {path} as a torchvision state dict: {exc}",
-            hint="Pass a .pth/.pt state dict or a .safetensors file for the chosen --model "
-            "(an Ultralytics .pt goes with a YOLO --model).",
-        ) from exc
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors).")
-    return state
-
-
 class TorchvisionDetector(Predictor):
-    """A torchvision detection builder (``arch``) with a state dict. ``names[i]`` names label ``i``."""
+    """A loaded torchvision ``GeneralizedRCNN`` taking RGB images. ``names[i]`` names label ``i``;
+    ``backbone`` is the registry backbone it is built on, if any."""
 
     def __init__(
         self,
         *,
-        arch: str,
-        weights: Path,
-        class_names: Sequence[str],
+        model: torch.nn.Module,
+        names: dict[int, str],
         device: torch.device,
         half: bool,
-        conf: float,
-        iou: float,
-        imgsz: int | None,
-        max_det: int,
+        backbone: str | None = None,
     ) -> None:
         super().__init__()
-        from torchvision.models import get_model_builder
-
-        state = load_state_dict(weights)
-        num_classes = self._num_classes(state, weights)
-        builder = get_model_builder(arch)
-        model = builder(
-            weights=None,
-            weights_backbone=None,
-            num_classes=num_classes,
-            box_score_thresh=conf,
-            box_nms_thresh=iou,
-            box_detections_per_img=max_det,
-        )
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise UsageError(
-                f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-                hint="Pick the --model these weights were trained for.",
-            ) from exc
-        if imgsz is not None:  # keep the builder's max/min ratio (1333/800, or 640/320)
-            ratio = model.transform.max_size / model.transform.min_size[0]
-            model.transform.min_size = (imgsz,)
-            model.transform.max_size = round(imgsz * ratio)
+        self.backbone = backbone
         self.model = model.eval().to(device)
         self.device = device
         self.half = half
-        if len(class_names) == num_classes:
-            self.names = dict(enumerate(class_names))
-        else:
-            self.names = {i: f"class{i}" for i in range(num_classes)}
-
-    @staticmethod
-    def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
-        key = "roi_heads.box_predictor.cls_score.weight"
-        if key not in state:
-            raise UsageError(f"{path} is not a Faster R-CNN state dict (no {key}).")
-        return int(state[key].shape[0])
+        self.names = dict(names)
 
     def preprocess(self, frames: Sequence[Frame]) -> list[torch.Tensor]:
         """BGR uint8 frames → RGB float ``(3, H, W)`` tensors in [0, 1] on the device (sizes may differ)."""
@@ -126,3 +63,57 @@ class TorchvisionDetector(Predictor):
                 det = det.filter(np.isin(det.class_ids, self.classes))
             out.append(det)
         return out
+
+
+def configure_rcnn(
+    model: torch.nn.Module, *, conf: float, iou: float, max_det: int, imgsz: int | None
+) -> None:
+    """Set score / NMS thresholds and detections per image; ``imgsz`` sets the shorter side the
+    model's transform resizes to, keeping its max/min ratio (1333/800, or 640/320)."""
+    model.roi_heads.score_thresh = conf
+    model.roi_heads.nms_thresh = iou
+    model.roi_heads.detections_per_img = max_det
+    if imgsz is not None:
+        ratio = model.transform.max_size / model.transform.min_size[0]
+        model.transform.min_size = (imgsz,)
+        model.transform.max_size = round(imgsz * ratio)
+
+
+def load_torchvision_detector(
+    *,
+    arch: str,
+    weights: Path,
+    class_names: Sequence[str],
+    device: torch.device,
+    half: bool,
+    conf: float,
+    iou: float,
+    imgsz: int | None,
+    max_det: int,
+) -> TorchvisionDetector:
+    """torchvision's detection builder ``arch`` with the state dict in ``weights``."""
+    from torchvision.models import get_model_builder
+
+    state = load_state_dict(weights)
+    num_classes = _num_classes(state, weights)
+    model = get_model_builder(arch)(weights=None, weights_backbone=None, num_classes=num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
+            hint="Pick the --model these weights were trained for.",
+        ) from exc
+    configure_rcnn(model, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
+    if len(class_names) == num_classes:
+        names = dict(enumerate(class_names))
+    else:
+        names = {i: f"class{i}" for i in range(num_classes)}
+    return TorchvisionDetector(model=model, names=names, device=device, half=half)
+
+
+def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
+    key = "roi_heads.box_predictor.cls_score.weight"
+    if key not in state:
+        raise UsageError(f"{path} is not a Faster R-CNN state dict (no {key}).")
+    return int(state[key].shape[0])

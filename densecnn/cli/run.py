@@ -1,0 +1,135 @@
+"""What every prediction command shares once its model is chosen: open the source, build the
+predictor, make the run folder and sinks, run the pipeline with a progress bar, write summary.json,
+print the summary table and turn the outcome into an exit code.
+
+Commands (``detect``, ``classify``...) supply only what differs: how to build the predictor, which
+sinks to write, and how the summary table names the counted classes. Torch and the sources are
+imported inside :func:`run_prediction`, so importing this module stays cheap (``--help``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from densecnn.cli.common import console, err_console
+
+if TYPE_CHECKING:
+    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.sinks.base import Sink
+    from densecnn.tasks.base import Predictor
+    from densecnn.zoo.specs import ModelSpec
+
+EXIT_SOME_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+BuildPredictor = Callable[[], "tuple[Predictor, ModelSpec]"]
+MakeSinks = Callable[[Path, "Predictor"], "list[Sink]"]
+
+
+def run_prediction(
+    *,
+    task: str,
+    source: str,
+    pcfg: PredictConfig,
+    ocfg: OutputConfig,
+    quiet: bool,
+    build: BuildPredictor,
+    make_sinks: MakeSinks,
+    counts_label: str,
+    record: dict[str, Any] | None = None,
+) -> int:
+    """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
+
+    ``build()`` returns the predictor and its model spec; ``make_sinks(run_dir, predictor)`` the
+    outputs. ``record`` adds fields to summary.json. The source is opened before the model is built,
+    so a missing source fails fast; the run folder is made only once both are ready.
+    """
+    from densecnn.device import describe
+    from densecnn.fsutil import atomic_write_json, next_run_dir
+    from densecnn.pipeline import run
+    from densecnn.sources import open_source
+
+    src = open_source(source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project])
+    predictor, spec = build()
+    run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sinks = make_sinks(run_dir, predictor)
+    n_videos = sum(1 for i in src.inputs if i.kind == "video")
+    total = src.estimated_frames()
+    backbone = getattr(predictor, "backbone", None)
+    model_label = f"{spec.name} ({backbone} backbone)" if backbone else spec.name
+    progress = None
+    if not quiet:
+        from densecnn.cli.report import RichProgress
+
+        if pcfg.half and predictor.device.type != "cuda":
+            console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
+        console.print(
+            f"[bold]densecnn {task}[/] {model_label} on {describe(predictor.device)}: "
+            f"{len(src.inputs) - n_videos} images, {n_videos} videos (~{total} frames) → {run_dir}"
+        )
+        progress = RichProgress(console, task)
+    with sigterm_as_interrupt():
+        summary = run(
+            events=src.events(),
+            predictor=predictor,
+            sinks=sinks,
+            errors_path=run_dir / "errors.jsonl",
+            batch=pcfg.batch,
+            on_error=ocfg.on_error,
+            progress=progress,
+            total_frames=total,
+        )
+    weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
+    atomic_write_json(
+        run_dir / "summary.json",
+        {
+            "command": task,
+            "source": source,
+            "model": spec.name,
+            "backbone": backbone,
+            "weights": str(weights) if weights else None,
+            "device": str(predictor.device),
+            **(record or {}),
+            "classes": predictor.names,
+            **summary.to_dict(),
+        },
+    )
+    if quiet:
+        console.print(str(run_dir))
+    else:
+        from densecnn.cli.report import summary_table
+
+        console.print(summary_table(summary, run_dir=run_dir, title="Summary", counts_label=counts_label))
+    if summary.interrupted:
+        err_console.print("[yellow]Interrupted.[/] Outputs written so far are complete and kept.")
+        return EXIT_INTERRUPTED
+    return EXIT_SOME_FAILED if summary.errors else 0
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run the way Ctrl-C does: outputs finalized, summary printed, exit 130."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO logs with ``--verbose``; otherwise warnings only, and Ultralytics' chatter silenced."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    if not verbose:
+        logging.getLogger("ultralytics").setLevel(logging.ERROR)

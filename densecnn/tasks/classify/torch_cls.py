@@ -1,0 +1,149 @@
+"""Classifiers that are a plain ``nn.Module`` returning logits: torchvision's ImageNet models and
+densecnn's own checkpoints (a registry backbone + the pooled linear head).
+
+Preprocessing is torchvision's ``ImageClassification`` preset (what ``Weights.transforms()`` returns),
+step for step and with the same functions, applied to the decoded frame as a uint8 RGB tensor (the
+documented ``read_image`` → ``transforms`` → ``model`` path): resize the shorter side to ``resize``
+(antialiased), centre-crop ``crop`` x ``crop``, scale to [0, 1], normalise with ``mean``/``std``.
+Scores are the softmax over all classes; the ``topk`` best are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from densecnn.errors import UsageError
+from densecnn.results import Classification, Frame
+from densecnn.tasks.base import Predictor
+from densecnn.zoo.specs import Preprocess
+
+
+def topk_results(probs: torch.Tensor, k: int, names: dict[int, str]) -> list[Classification]:
+    """``(N, C)`` probabilities → one :class:`Classification` of the ``k`` best per row, best first."""
+    k = min(k, probs.shape[1])
+    scores, ids = probs.float().topk(k, dim=1)
+    scores_np, ids_np = scores.cpu().numpy(), ids.cpu().numpy()
+    return [Classification(i, s, names) for i, s in zip(ids_np, scores_np, strict=True)]
+
+
+def scaled_preprocess(prep: Preprocess, imgsz: int | None) -> Preprocess:
+    """``prep`` for a crop of ``imgsz`` pixels, keeping the resize / crop ratio (None: unchanged)."""
+    if imgsz is None or imgsz == prep.crop:
+        return prep
+    return Preprocess(
+        resize=round(imgsz * prep.resize / prep.crop),
+        crop=imgsz,
+        mean=prep.mean,
+        std=prep.std,
+        interpolation=prep.interpolation,
+    )
+
+
+class TensorClassifier(Predictor):
+    """A logits model with its preprocessing. ``names[i]`` names output ``i``; ``in_channels`` 1 feeds
+    gray images (ITU-R 601 luma of the RGB frame, as torchvision's ``rgb_to_grayscale``).
+    ``backbone`` names the registry backbone of a densecnn checkpoint (None for whole models)."""
+
+    backbone: str | None = None
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        preprocess: Preprocess,
+        names: dict[int, str],
+        device: torch.device,
+        half: bool,
+        topk: int,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        from torchvision.transforms import InterpolationMode
+
+        if in_channels not in (1, 3):
+            raise UsageError(f"Classifiers on {in_channels}-channel images are not supported (1 or 3).")
+        if len(preprocess.mean) != in_channels or len(preprocess.std) != in_channels:
+            raise UsageError(
+                f"Normalisation has {len(preprocess.mean)} mean values for {in_channels}-channel inputs."
+            )
+        self.device = device
+        self.half = half
+        self.model = model.eval().to(device)
+        if half:
+            self.model.half()
+        self.prep = preprocess
+        self.interpolation = InterpolationMode(preprocess.interpolation)
+        self.in_channels = in_channels
+        self.names = names
+        self.topk = topk
+
+    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """BGR uint8 frames of any sizes → normalised float ``(N, C, crop, crop)`` on the device."""
+        import torchvision.transforms.functional as F
+
+        crops = []
+        for frame in frames:
+            x = torch.from_numpy(np.ascontiguousarray(frame.image)).to(self.device)
+            x = x.permute(2, 0, 1).flip(0)  # HWC BGR → CHW RGB, still uint8
+            x = F.resize(x, [self.prep.resize], interpolation=self.interpolation, antialias=True)
+            crops.append(F.center_crop(x, [self.prep.crop]))
+        x = torch.stack(crops)
+        if self.in_channels == 1:
+            x = F.rgb_to_grayscale(x)
+        x = F.normalize(F.convert_image_dtype(x, torch.float), mean=self.prep.mean, std=self.prep.std)
+        return x.half() if self.half else x
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)
+
+    def postprocess(self, raw: torch.Tensor, batch: Any, frames: Sequence[Frame]) -> list[Classification]:
+        return topk_results(raw.float().softmax(dim=1), self.topk, self.names)
+
+
+def _last_linear(model: nn.Module) -> str:
+    """The name of the last ``nn.Linear`` of ``model`` (the classification layer)."""
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not names:
+        raise UsageError(f"{type(model).__name__} has no linear classification layer.")
+    return names[-1]
+
+
+def load_torchvision_classifier(
+    arch: str, weights: Path, class_names: Sequence[str]
+) -> tuple[nn.Module, dict[int, str]]:
+    """torchvision's ``arch`` with the state dict at ``weights`` → (model, id → name).
+
+    The number of classes is read from the state dict, so a fine-tuned model with its own head
+    loads too; its classes are then named ``class0``... unless ``class_names`` has as many entries.
+    """
+    from torchvision.models import get_model
+
+    from densecnn.checkpoint import load_state_dict
+
+    state = load_state_dict(weights)
+    model = get_model(arch, weights=None)
+    key = f"{_last_linear(model)}.weight"
+    if key not in state:
+        raise UsageError(
+            f"{weights} is not a {arch} state dict (it has no {key}).",
+            hint="Pick the --model these weights were trained for.",
+        )
+    num_classes = int(state[key].shape[0])
+    if num_classes != model.state_dict()[key].shape[0]:
+        model = get_model(arch, weights=None, num_classes=num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
+            hint="Pick the --model these weights were trained for.",
+        ) from exc
+    if len(class_names) == num_classes:
+        return model, dict(enumerate(class_names))
+    return model, {i: f"class{i}" for i in range(num_classes)}
