@@ -18,7 +18,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint, read_meta
+from densecnn.checkpoint import CheckpointMeta, read_meta
 from densecnn.config import PredictConfig
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
@@ -118,7 +118,7 @@ def checkpoint_preprocess(meta: CheckpointMeta) -> Preprocess:
 
 def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predictor, ModelSpec]:
     """A densecnn classifier checkpoint: registry backbone + pooled linear head, rebuilt and loaded."""
-    from densecnn.tasks.classify.head import build_classifier
+    from densecnn.tasks.classify.head import load_classifier_checkpoint
     from densecnn.tasks.classify.torch_cls import TensorClassifier, scaled_preprocess
 
     path = cfg.weights
@@ -133,15 +133,7 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
         raise UsageError(f"{path} holds a classifier on {meta.backbone}; leave out --model {cfg.model}.")
     if cfg.backbone is not None and cfg.backbone != meta.backbone:
         raise UsageError(f"{path} was trained on backbone {meta.backbone}, not {cfg.backbone}.")
-    state, _ = load_checkpoint(path)
-    dropout = float(meta.extra.get("dropout", 0.2))
-    model = build_classifier(meta.backbone, meta.num_classes, in_channels=meta.in_channels, dropout=dropout)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{path} does not fit a classifier on {meta.backbone}: {str(exc).splitlines()[0]}"
-        ) from exc
+    model, _ = load_classifier_checkpoint(path)
     device = select_device(cfg.device)
     predictor = TensorClassifier(
         model=model,
