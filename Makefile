@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DEMO_SOURCE ?= ../shared/data/video/slow_traffic_small.mp4
 DEMO_MODEL  ?= yolov8n
+DEMO_ARGS   ?=
 
 .PHONY: setup demo test lint clean
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/densecnn detect $(DEMO_SOURCE) --model $(DEMO_MODEL) --name demo
+	$(VENV)/bin/densecnn detect $(DEMO_SOURCE) --model $(DEMO_MODEL) --name demo $(DEMO_ARGS)
 
 test: setup
 	$(PY) -m pytest -q
