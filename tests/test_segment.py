@@ -328,3 +328,19 @@ def test_backbone_model_without_weights_exits_2(tmp_path: Path, run_cli: CliRunn
     assert r.returncode == 2 and "--alpha" in r.stderr
     r = run_cli("segment", str(image), "--resume", "--no-save-masks")
     assert r.returncode == 2 and "--save-masks" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "height", "width"), [(52, 69, 1300, 1730), (97, 130, 1001, 777), (10, 10, 5, 7)]
+)
+def test_memory_bounded_upsampling_gives_the_same_labels(h: int, w: int, height: int, width: int) -> None:
+    """Above FULL_RESIZE_FLOATS the label map is computed only at class boundaries: same labels as
+    ``F.interpolate`` + argmax."""
+    from densecnn.tasks.segment.semantic import labels_at
+
+    gen = torch.Generator().manual_seed(0)
+    logits = F.interpolate(torch.randn(1, 21, h // 6 + 2, w // 6 + 2, generator=gen) * 3, size=(h, w))[0]
+    full = labels_at(logits, height, width)
+    bounded = labels_at(logits, height, width, max_floats=0)
+    assert full.shape == bounded.shape == (height, width) and len(np.unique(full)) > 3
+    assert (full == bounded).mean() >= 0.9999

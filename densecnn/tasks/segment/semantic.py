@@ -9,7 +9,8 @@ with ``mean``/``std``. No crop and no padding, so the whole image is seen.
 Back to the input: the logits ``(C, h, w)`` are resized to the input's ``(H, W)`` with bilinear
 interpolation (``align_corners=False``) and the label map is their argmax, so mask pixel ``(x, y)``
 belongs to input pixel ``(x, y)``. This is torchvision's own pattern (its models upsample their
-logits bilinearly before the argmax); it costs ``C x H x W`` floats per image at full resolution.
+logits bilinearly before the argmax). Large images take an exact shortcut that never holds the
+``C x H x W`` full-size logits (:func:`labels_at`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,67 @@ from densecnn.errors import UsageError
 from densecnn.results import Frame, Segmentation
 from densecnn.tasks.base import Predictor
 from densecnn.zoo.specs import Preprocess
+
+FULL_RESIZE_FLOATS = 1 << 26
+"""Above this many logits at full size (256 MiB of float32, e.g. 21 classes x 3.2 megapixels), the
+label map is computed without materialising them (see :func:`upsample_argmax`)."""
+
+
+def _source_index(out_size: int, in_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """PyTorch's bilinear source coordinates (``align_corners=False``) of ``out_size`` output pixels:
+    the two neighbouring input indices and the weight of the second."""
+    scale = in_size / out_size
+    src = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
+    i0 = src.floor().long().clamp_(max=in_size - 1)
+    i1 = (i0 + 1).clamp_(max=in_size - 1)
+    return i0, i1, (src - i0).clamp_(0, 1)
+
+
+def upsample_argmax(logits: torch.Tensor, height: int, width: int, *, chunk: int = 1 << 18) -> torch.Tensor:
+    """``argmax`` over classes of ``logits (C, h, w)`` resized bilinearly (``align_corners=False``) to
+    ``(height, width)`` → ``(height, width)`` uint8, without the ``C x height x width`` float tensor.
+
+    Exact shortcut: where the four source pixels around an output pixel share their argmax class, the
+    bilinear mix of their logits (a convex combination) has the same argmax, so only pixels at class
+    boundaries are interpolated, ``chunk`` at a time.
+    """
+    logits = logits.float()
+    low = logits.argmax(0).to(torch.uint8)
+    if logits.shape[-2:] == (height, width):
+        return low
+    y0, y1, wy = _source_index(height, logits.shape[1], logits.device)
+    x0, x1, wx = _source_index(width, logits.shape[2], logits.device)
+    top, bottom = low[y0], low[y1]
+    out = top[:, x0]
+    mixed = (out != top[:, x1]) | (out != bottom[:, x0]) | (out != bottom[:, x1])
+    ys, xs = mixed.nonzero(as_tuple=True)
+    for start in range(0, len(ys), chunk):
+        yy, xx = ys[start : start + chunk], xs[start : start + chunk]
+        r0, r1, ty = y0[yy], y1[yy], wy[yy]
+        c0, c1, tx = x0[xx], x1[xx], wx[xx]
+        upper = logits[:, r0, c0] * (1 - tx) + logits[:, r0, c1] * tx
+        lower = logits[:, r1, c0] * (1 - tx) + logits[:, r1, c1] * tx
+        out[yy, xx] = (upper * (1 - ty) + lower * ty).argmax(0).to(torch.uint8)
+    return out
+
+
+def labels_at(
+    logits: torch.Tensor, height: int, width: int, *, max_floats: int = FULL_RESIZE_FLOATS
+) -> np.ndarray:
+    """Label map ``(height, width)`` uint8 of ``logits (C, h, w)``: bilinear resize, then argmax.
+
+    ``F.interpolate`` on the whole map (fastest) while it holds at most ``max_floats`` floats, else
+    :func:`upsample_argmax` (same labels, memory bounded by the class boundaries).
+    """
+    c = logits.shape[0]
+    if c * height * width <= max_floats:
+        up = F.interpolate(
+            logits.float().unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False
+        )
+        labels = up[0].argmax(0).to(torch.uint8)
+    else:
+        labels = upsample_argmax(logits, height, width)
+    return labels.cpu().numpy()
 
 
 class SemanticSegmenter(Predictor):
@@ -100,14 +162,7 @@ class SemanticSegmenter(Predictor):
     def postprocess(self, raw: list[torch.Tensor], batch: Any, frames: Sequence[Frame]) -> list[Segmentation]:
         results = []
         for logits, frame in zip(raw, frames, strict=True):
-            up = F.interpolate(
-                logits.float().unsqueeze(0),
-                size=(frame.height, frame.width),
-                mode="bilinear",
-                align_corners=False,
-            )
-            labels = up[0].argmax(0).to(torch.uint8).cpu().numpy()
-            results.append(Segmentation(labels, self.names))
+            results.append(Segmentation(labels_at(logits, frame.height, frame.width), self.names))
         return results
 
 
