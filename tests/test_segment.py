@@ -344,3 +344,41 @@ def test_memory_bounded_upsampling_gives_the_same_labels(h: int, w: int, height:
     bounded = labels_at(logits, height, width, max_floats=0)
     assert full.shape == bounded.shape == (height, width) and len(np.unique(full)) > 3
     assert (full == bounded).mean() >= 0.9999
+
+
+def test_interrupted_run_resumes_where_it_stopped(
+    tmp_path: Path, run_cli: CliRunner, seg_weights: Path
+) -> None:
+    """Ctrl-C mid-folder (exit 130), then --resume: every image segmented exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    photos = need_data(COCO8.parent.parent / "coco128/images/train2017")
+    sources = sorted(p.name for p in photos.glob("*.jpg"))[:24]
+    (tmp_path / "list.txt").write_text("\n".join(str(photos / s) for s in sources) + "\n")
+    args = ["segment", "list.txt", "--weights", str(seg_weights), "--imgsz", "256", "--no-save-overlay"]
+    env = {**os.environ, "DENSECNN_OFFLINE": "1", "DENSECNN_WEIGHTS_DIR": str(tmp_path / "_weights")}
+    proc = subprocess.Popen([sys.executable, "-m", "densecnn", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = tmp_path / "runs/segment/predict"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((run / "masks").glob("*.png"))) < 3:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    first = len(list((run / "masks").glob("*.png")))
+    assert 3 <= first < len(sources)
+    assert len(read_jsonl(run / "predictions.jsonl")) == first
+    r = run_cli(*args, "--resume")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["skipped_done"], summary["frames"]) == (first, len(sources) - first)
+    rows = _check_rows(run / "predictions.jsonl", len(sources))
+    assert sorted(row["source"] for row in rows) == sources
+    assert sorted(m.name for m in (run / "masks").glob("*.png")) == [
+        s.replace(".jpg", ".png") for s in sources
+    ]
