@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from densecnn.results import Classification, Detections, Result
+from densecnn.results import IGNORE_ID, Classification, Detections, Result, Segmentation
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -132,8 +132,58 @@ def draw_classification(image: np.ndarray, result: Classification, *, top: int =
     return out
 
 
-def draw_result(image: np.ndarray, result: Result) -> np.ndarray:
-    """Dispatch on the result type: the one drawing entry point the pipeline calls."""
+def is_background(name: str) -> bool:
+    """Whether a segmentation class is the background (left undrawn, black in ``classes.json``)."""
+    return name.strip("_").lower() == "background"
+
+
+def segmentation_palette(names: dict[int, str]) -> dict[int, tuple[int, int, int]]:
+    """Class id → BGR colour of a segmentation overlay: ``color_for(id)``, black for the background."""
+    return {i: (0, 0, 0) if is_background(n) else color_for(i) for i, n in names.items()}
+
+
+def draw_segmentation(
+    image: np.ndarray, result: Segmentation, *, alpha: float = 0.5, legend: bool = True
+) -> np.ndarray:
+    """Blend each class's colour over a copy of ``image`` and list the classes present at the top-left.
+
+    image: ``HxWx3`` uint8 BGR of the label map's size (left untouched). Pixel ``(x, y)`` becomes
+    ``(1 - alpha) * image + alpha * color`` where its class is not background or ``IGNORE_ID``.
+    Returns a new ``HxWx3`` uint8 array.
+    """
+    if image.shape[:2] != result.label_map.shape:
+        raise ValueError(f"label map {result.label_map.shape} does not match image {image.shape[:2]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    present = [i for i in result.fractions() if i != IGNORE_ID and not is_background(result.class_name(i))]
+    if not present or out.size == 0:
+        return out
+    lut = np.zeros((256, 3), dtype=np.float32)
+    drawn = np.zeros(256, dtype=bool)
+    for i in present:
+        lut[i], drawn[i] = color_for(i), True
+    mask = drawn[result.label_map]
+    blended = (1.0 - alpha) * out[mask].astype(np.float32) + alpha * lut[result.label_map[mask]]
+    out[mask] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if legend:
+        lw = default_line_width(*out.shape[:2])
+        fractions = result.fractions()
+        y = 0
+        for i in sorted(present, key=lambda c: -fractions[c])[:8]:
+            text = f"{result.class_name(i)} {100 * fractions[i]:.0f}%"
+            (_, th), baseline = cv2.getTextSize(text, _FONT, max(lw / 3.0, 0.3), max(lw - 1, 1))
+            _draw_label(out, text, (0, y), color_for(i), lw)
+            y += th + baseline + 2 * max(lw, 1)
+    return out
+
+
+def draw_result(image: np.ndarray, result: Result, *, alpha: float = 0.5) -> np.ndarray:
+    """Dispatch on the result type: the one drawing entry point the pipeline calls.
+
+    ``alpha``: the opacity of segmentation overlays."""
+    if isinstance(result, Segmentation):
+        return draw_segmentation(image, result, alpha=alpha)
     if isinstance(result, Detections):
         return draw_detections(image, result)
     if isinstance(result, Classification):

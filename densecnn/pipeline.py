@@ -128,8 +128,10 @@ class _Writer(threading.Thread):
         summary: RunSummary,
         record_error: Callable[[InputFailure], None],
         progress: Progress,
+        draw: Callable[[Any, Any], Any] = draw_result,
     ) -> None:
         super().__init__(name="densecnn-writer", daemon=True)
+        self.draw_fn = draw
         self.inbox, self.sinks, self.summary = inbox, sinks, summary
         self.record_error, self.progress = record_error, progress
         self.draw = any(s.needs_annotated for s in sinks)
@@ -152,7 +154,7 @@ class _Writer(threading.Thread):
     def _handle(self, item: Any) -> None:
         if isinstance(item, Prediction):
             t0 = time.perf_counter()
-            annotated = draw_result(item.frame.image, item.result) if self.draw else None
+            annotated = self.draw_fn(item.frame.image, item.result) if self.draw else None
             t1 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item, annotated)
@@ -212,12 +214,13 @@ def run(
     progress: Progress | None = None,
     total_frames: int = 0,
     stop: threading.Event | None = None,
+    draw: Callable[[Any, Any], Any] = draw_result,
 ) -> RunSummary:
     """Decode ``events``, predict in batches of ``batch`` frames, and feed every sink, in order.
 
     With ``on_error="fail"`` the first failed input stops the run (what was written stays). Returns
     the summary also when interrupted by KeyboardInterrupt (``summary.interrupted``); sinks are
-    always closed.
+    always closed. ``draw(image, result)`` makes the annotated frame (default: ``draw_result``).
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
@@ -226,7 +229,7 @@ def run(
     q_in: queue.Queue[Any] = queue.Queue(maxsize=max(4, 2 * batch))
     q_out: queue.Queue[Any] = queue.Queue(maxsize=max(8, 2 * batch))
     reader = _Reader(events, q_in, stop)
-    writer = _Writer(q_out, sinks, summary, error_log, progress)
+    writer = _Writer(q_out, sinks, summary, error_log, progress, draw)
     t_start = time.perf_counter()
     progress.start(total_frames)
     reader.start()

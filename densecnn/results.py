@@ -133,7 +133,64 @@ class Classification:
         return {"classes": self.to_dicts()}
 
 
-Result = Detections | Classification
+IGNORE_ID = 255
+"""Label value for pixels that belong to no class (where a model or dataset marks them)."""
+
+
+@dataclass
+class Segmentation:
+    """Semantic segmentation of one image: a class id per pixel.
+
+    label_map: ``(H, W)`` uint8 in original-image pixels (``label_map[y, x]`` is the class of input
+    pixel ``(x, y)``); value = class id, ``IGNORE_ID`` (255) = no class. names: id → class name.
+    """
+
+    label_map: np.ndarray
+    names: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.label_map = np.asarray(self.label_map)
+        if self.label_map.ndim != 2 or self.label_map.dtype != np.uint8:
+            raise ValueError(
+                "Segmentation.label_map must be (H, W) uint8, "
+                f"got {self.label_map.shape} {self.label_map.dtype}"
+            )
+
+    @property
+    def height(self) -> int:
+        return int(self.label_map.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.label_map.shape[1])
+
+    def class_name(self, class_id: int) -> str:
+        if int(class_id) == IGNORE_ID and IGNORE_ID not in self.names:
+            return "ignore"
+        return self.names.get(int(class_id), str(int(class_id)))
+
+    def fractions(self) -> dict[int, float]:
+        """Class id → fraction of the image's pixels, for the classes present, by id."""
+        counts = np.bincount(self.label_map.ravel(), minlength=256)
+        total = max(int(self.label_map.size), 1)
+        return {int(i): float(counts[i]) / total for i in np.flatnonzero(counts)}
+
+    def labels(self) -> list[str]:
+        """The names of the classes present (what the run summary counts: images per class)."""
+        return [self.class_name(i) for i in self.fractions()]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per class present: class_id, class_name, fraction of pixels."""
+        return [
+            {"class_id": i, "class_name": self.class_name(i), "fraction": round(f, 6)}
+            for i, f in self.fractions().items()
+        ]
+
+    def record(self) -> dict[str, Any]:
+        return {"segments": self.to_dicts()}
+
+
+Result = Detections | Classification | Segmentation
 
 
 @dataclass

@@ -173,3 +173,35 @@ def make_fasterrcnn_checkpoint(
         path, model.state_dict(), fasterrcnn_meta(model, backbone=backbone, class_names=class_names)
     )
     return path
+
+
+def make_segmentation_state_dict(
+    path: Path, *, arch: str = "deeplabv3_mobilenet_v3_large", seed: int = 0, aux: bool = True
+) -> Path:
+    """A torchvision segmentation state dict (21 VOC classes, with the auxiliary head like the official
+    DeepLabV3 files), seeded, saved with torch.save.
+
+    Tensors are filled as in ``make_torchvision_classifier`` (Kaiming-normal, BatchNorm statistics off
+    identity), so activations keep their scale and the label maps hold several classes in spatially
+    coherent regions, as with trained weights: a parity test on them is not a test of one constant.
+    """
+    from torchvision.models import get_model
+
+    kwargs = {"aux_loss": aux} if arch.startswith("deeplabv3") else {}
+    with torch.device("meta"):
+        model = get_model(arch, weights=None, weights_backbone=None, num_classes=21, **kwargs)
+    model = model.to_empty(device="cpu")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            fan_in = t[0].numel() if t.dim() > 1 else 0
+            if fan_in > 1:
+                t.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+            elif name.endswith(("bias", "running_mean")):
+                t.normal_(0.0, 0.1, generator=gen)
+            elif name.endswith("num_batches_tracked"):
+                t.zero_()
+            else:
+                t.uniform_(0.5, 1.5, generator=gen)
+    torch.save(model.state_dict(), path)
+    return path

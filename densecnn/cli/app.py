@@ -33,9 +33,10 @@ def _root(
 
 
 def _register() -> None:
-    from densecnn.cli import classify, detect, models, weights
+    from densecnn.cli import classify, detect, models, segment, weights
 
     app.command("detect", no_args_is_help=True)(detect.detect)
+    app.command("segment", no_args_is_help=True)(segment.segment)
     app.command("classify", no_args_is_help=True)(classify.classify)
     app.command("models")(models.models)
     app.add_typer(weights.app, name="weights")

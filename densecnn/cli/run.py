@@ -21,6 +21,7 @@ from densecnn.cli.common import console, err_console
 if TYPE_CHECKING:
     from densecnn.config import OutputConfig, PredictConfig
     from densecnn.sinks.base import Sink
+    from densecnn.sources.base import InputRef
     from densecnn.tasks.base import Predictor
     from densecnn.zoo.specs import ModelSpec
 
@@ -42,12 +43,16 @@ def run_prediction(
     make_sinks: MakeSinks,
     counts_label: str,
     record: dict[str, Any] | None = None,
+    draw: Callable[[Any, Any], Any] | None = None,
+    is_done: Callable[[Path, InputRef], bool] | None = None,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
     ``build()`` returns the predictor and its model spec; ``make_sinks(run_dir, predictor)`` the
-    outputs. ``record`` adds fields to summary.json. The source is opened before the model is built,
-    so a missing source fails fast; the run folder is made only once both are ready.
+    outputs. ``record`` adds fields to summary.json; ``draw(image, result)`` replaces the default
+    drawing; ``is_done(run_dir, input)`` says which inputs an earlier run already finished (they are
+    skipped and counted as ``skipped_done`` in summary.json). The source is opened before the model is
+    built, so a missing source fails fast; the run folder is made only once both are ready.
     """
     from densecnn.device import describe
     from densecnn.fsutil import atomic_write_json, next_run_dir
@@ -58,6 +63,10 @@ def run_prediction(
     predictor, spec = build()
     run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
+    skipped = 0
+    if is_done is not None:
+        todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
+        skipped, src.inputs = len(src.inputs) - len(todo), todo
     sinks = make_sinks(run_dir, predictor)
     n_videos = sum(1 for i in src.inputs if i.kind == "video")
     total = src.estimated_frames()
@@ -73,7 +82,10 @@ def run_prediction(
             f"[bold]densecnn {task}[/] {model_label} on {describe(predictor.device)}: "
             f"{len(src.inputs) - n_videos} images, {n_videos} videos (~{total} frames) → {run_dir}"
         )
+        if is_done is not None:
+            console.print(f"Resuming {run_dir}: {skipped} inputs already done, skipped.")
         progress = RichProgress(console, task)
+    extra = {"draw": draw} if draw is not None else {}
     with sigterm_as_interrupt():
         summary = run(
             events=src.events(),
@@ -84,6 +96,7 @@ def run_prediction(
             on_error=ocfg.on_error,
             progress=progress,
             total_frames=total,
+            **extra,
         )
     weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
     atomic_write_json(
@@ -96,6 +109,7 @@ def run_prediction(
             "weights": str(weights) if weights else None,
             "device": str(predictor.device),
             **(record or {}),
+            **({"skipped_done": skipped} if is_done is not None else {}),
             "classes": predictor.names,
             **summary.to_dict(),
         },

@@ -7,6 +7,7 @@ from densecnn.sinks.csv import CsvSink
 from densecnn.sinks.images import ImageSink
 from densecnn.sinks.jsonl import JsonlSink, read_jsonl
 from densecnn.sinks.labels import LabelsSink
+from densecnn.sinks.masks import MaskSink
 from densecnn.sinks.video import VideoSink
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ImageSink",
     "JsonlSink",
     "LabelsSink",
+    "MaskSink",
     "Sink",
     "VideoSink",
     "read_jsonl",

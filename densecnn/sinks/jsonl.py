@@ -31,12 +31,15 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
 
 
 class JsonlSink(Sink):
-    """Appends one line per frame to ``path`` (truncated when the sink is created)."""
+    """Appends one line per frame to ``path``: truncated when the sink is created, or with
+    ``append=True`` kept (a resumed run), minus a torn last line an interrupted run may have left."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("w", encoding="utf-8")
+        if append and self.path.is_file():
+            _drop_torn_tail(self.path)
+        self._fh = self.path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
         line = json.dumps(prediction_record(prediction), ensure_ascii=False, separators=(",", ":"))
@@ -49,6 +52,14 @@ class JsonlSink(Sink):
 
     def outputs(self) -> list[Path]:
         return [self.path]
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut ``path`` back to its last newline, so appended lines start on a line of their own."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

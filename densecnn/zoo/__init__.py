@@ -2,6 +2,7 @@
 
 from densecnn.zoo import classification as _classification  # noqa: F401  (fills MODELS)
 from densecnn.zoo import detection as _detection  # noqa: F401  (fills MODELS)
+from densecnn.zoo import segmentation as _segmentation  # noqa: F401  (fills MODELS)
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, WeightsFile
 
