@@ -95,3 +95,47 @@ def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int
                 hint = f"Did you mean: {', '.join(close)}?" if close else "See `densecnn models`."
                 raise UsageError(f"--classes: this model has no class {token!r}.", hint=hint)
     return sorted(set(ids))
+
+
+StreamMode = Literal["latest", "all"]
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How frames are taken from sources and when a run stops.
+
+    ``stream_mode``: ``latest`` infers on the newest frame and drops the rest (default for live
+    sources), ``all`` processes every frame with back-pressure (default for files); None: by source.
+    ``reconnect``: attempts in a row to reopen a lost stream; ``stall_timeout``: seconds without data
+    that count as a lost stream; ``max_frames`` / ``duration``: stop after that many processed frames
+    or seconds (0: no limit).
+    """
+
+    stream_mode: StreamMode | None = None
+    reconnect: int = 5
+    stall_timeout: float = 10.0
+    open_timeout: float = 10.0
+    max_frames: int = 0
+    duration: float = 0.0
+    show: bool = False
+    require_display: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stream_mode not in (None, "latest", "all"):
+            raise UsageError(f"--stream-mode must be latest or all, got {self.stream_mode!r}.")
+        if self.reconnect < 0:
+            raise UsageError(f"--reconnect must be 0 or more attempts, got {self.reconnect}.")
+        if not 0.1 <= self.stall_timeout <= 3600:
+            raise UsageError(
+                f"--stall-timeout must be between 0.1 and 3600 seconds, got {self.stall_timeout}."
+            )
+        if self.max_frames < 0:
+            raise UsageError(f"--max-frames must be 0 (no limit) or more, got {self.max_frames}.")
+        if self.duration < 0:
+            raise UsageError(f"--duration must be 0 (no limit) or more seconds, got {self.duration}.")
+        if self.require_display and not self.show:
+            raise UsageError("--require-display applies to --show; add --show.")
+
+    def mode_for(self, live: bool) -> StreamMode:
+        """The stream mode in effect: the one asked for, else ``latest`` live and ``all`` for files."""
+        return self.stream_mode or ("latest" if live else "all")

@@ -7,6 +7,11 @@ Three stages overlap, joined by bounded queues (so memory stays flat on long vid
 Source events (input start/failure/end) travel through the same queues as frames, so every sink
 sees one ordered stream. Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished,
 every sink is closed (videos finalized) and the summary still comes back.
+
+``stream_mode="all"`` makes ``q_in`` a bounded queue (every frame, back-pressure on the reader);
+``"latest"`` makes it a ``LatestQueue`` that keeps only the newest frame of each source, so the
+model always works on the freshest frame of a live stream (drops are counted). Frames that carry a
+capture stamp (``captured_mono``, live sources) get their capture-to-written latency measured.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from densecnn.draw import draw_result
+from densecnn.latest import LatestQueue, StreamMode, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
@@ -52,6 +58,11 @@ class RunSummary:
     wall_s: float = 0.0
     interrupted: bool = False
     stopped_on_error: bool = False
+    stopped_by: str | None = None  # "max-frames", "duration", "user" (q / Esc in the window)
+    stream_mode: StreamMode = "all"
+    dropped: int = 0
+    reconnects: int = 0
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
 
     @property
     def fps(self) -> float:
@@ -69,6 +80,11 @@ class RunSummary:
             "fps": round(self.fps, 3),
             "interrupted": self.interrupted,
             "stopped_on_error": self.stopped_on_error,
+            "stopped_by": self.stopped_by,
+            "stream_mode": self.stream_mode,
+            "dropped_frames": self.dropped,
+            "reconnects": self.reconnects,
+            "latency_ms": latency_stats(self.latencies_ms),
         }
 
 
@@ -82,7 +98,7 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+def _put(q: queue.Queue[Any] | LatestQueue, item: Any, stop: threading.Event) -> bool:
     """Put with back-pressure, but give up once ``stop`` is set and nobody drains ``q``."""
     while True:
         try:
@@ -94,7 +110,9 @@ def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
 
 
 class _Reader(threading.Thread):
-    def __init__(self, events: Iterator[SourceEvent], out: queue.Queue[Any], stop: threading.Event) -> None:
+    def __init__(
+        self, events: Iterator[SourceEvent], out: queue.Queue[Any] | LatestQueue, stop: threading.Event
+    ) -> None:
         super().__init__(name="densecnn-reader", daemon=True)
         self.events, self.out, self.stop = events, out, stop
         self.timers = StageTimer()
@@ -161,6 +179,9 @@ class _Writer(threading.Thread):
             t2 = time.perf_counter()
             self.timers.add("draw", t1 - t0)
             self.timers.add("encode", t2 - t1)
+            captured = getattr(item.frame, "captured_mono", None)
+            if captured:  # live frames: capture to every output written
+                self.summary.latencies_ms.append(1000 * (time.perf_counter() - captured))
             self.summary.frames += 1
             self.summary.class_counts.update(item.result.labels())
             self.progress.advance(1, item.frame.source)
@@ -215,18 +236,25 @@ def run(
     total_frames: int = 0,
     stop: threading.Event | None = None,
     draw: Callable[[Any, Any], Any] = draw_result,
+    stream_mode: StreamMode = "all",
+    max_frames: int = 0,
+    duration: float = 0.0,
 ) -> RunSummary:
     """Decode ``events``, predict in batches of ``batch`` frames, and feed every sink, in order.
 
     With ``on_error="fail"`` the first failed input stops the run (what was written stays). Returns
     the summary also when interrupted by KeyboardInterrupt (``summary.interrupted``); sinks are
     always closed. ``draw(image, result)`` makes the annotated frame (default: ``draw_result``).
+    ``stream_mode`` is explained in the module docstring; ``max_frames`` and ``duration`` (seconds)
+    end the run once that many frames went to the model or that much time passed (0: no limit).
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
-    summary = RunSummary()
+    summary = RunSummary(stream_mode=stream_mode)
     error_log = _ErrorLog(errors_path, summary)
-    q_in: queue.Queue[Any] = queue.Queue(maxsize=max(4, 2 * batch))
+    q_in: queue.Queue[Any] | LatestQueue = (
+        LatestQueue() if stream_mode == "latest" else queue.Queue(maxsize=max(4, 2 * batch))
+    )
     q_out: queue.Queue[Any] = queue.Queue(maxsize=max(8, 2 * batch))
     reader = _Reader(events, q_in, stop)
     writer = _Writer(q_out, sinks, summary, error_log, progress, draw)
@@ -236,7 +264,8 @@ def run(
     writer.start()
     failure: BaseException | None = None
     try:
-        _predict_loop(q_in, q_out, predictor, batch, on_error, stop, summary, writer)
+        limits = _Limits(max_frames, duration, t_start)
+        _predict_loop(q_in, q_out, predictor, batch, on_error, stop, summary, writer, limits)
     except KeyboardInterrupt:
         summary.interrupted = True
         stop.set()
@@ -251,6 +280,8 @@ def run(
         closing_error = _close_all(sinks, error_log)
         progress.stop()
         summary.wall_s = time.perf_counter() - t_start
+        if isinstance(q_in, LatestQueue):
+            summary.dropped += q_in.dropped
     timers = StageTimer()
     for t in (reader.timers, predictor.timers, writer.timers):
         timers.merge(t)
@@ -263,7 +294,7 @@ def run(
 
 
 def _predict_loop(
-    q_in: queue.Queue[Any],
+    q_in: queue.Queue[Any] | LatestQueue,
     q_out: queue.Queue[Any],
     predictor: Predictor,
     batch: int,
@@ -271,6 +302,7 @@ def _predict_loop(
     stop: threading.Event,
     summary: RunSummary,
     writer: _Writer,
+    limits: _Limits,
 ) -> None:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
@@ -289,6 +321,8 @@ def _predict_loop(
             if isinstance(item, InputEnd) and item.ref == failed.ref:
                 pending.append(item)
             continue
+        if isinstance(item, Frame) and limits.reached(summary, stop):
+            continue  # past --max-frames / --duration: the reader is stopping; only events go on
         pending.append(item)
         if isinstance(item, Frame):
             n_frames += 1
@@ -301,6 +335,27 @@ def _predict_loop(
             pending, n_frames = [], 0
 
 
+class _Limits:
+    """``--max-frames`` and ``--duration``: counted on frames handed to the model."""
+
+    def __init__(self, max_frames: int, duration: float, t_start: float) -> None:
+        self.max_frames, self.duration, self.t_start = max_frames, duration, t_start
+        self.frames = 0
+
+    def reached(self, summary: RunSummary, stop: threading.Event) -> bool:
+        """Count one more frame; True (and ``stop`` set) when it is one too many."""
+        if summary.stopped_by is None:
+            if self.max_frames and self.frames >= self.max_frames:
+                summary.stopped_by = "max-frames"
+            elif self.duration and time.perf_counter() - self.t_start >= self.duration:
+                summary.stopped_by = "duration"
+        if summary.stopped_by is not None:
+            stop.set()
+            return True
+        self.frames += 1
+        return False
+
+
 def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stop: threading.Event) -> None:
     frames = [x for x in pending if isinstance(x, Frame)]
     results = iter(predictor.predict(frames)) if frames else iter(())
@@ -309,7 +364,7 @@ def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], st
         _put(q_out, item, threading.Event())  # the writer always drains: never drop here
 
 
-def _drain(q_in: queue.Queue[Any], reader: _Reader) -> None:
+def _drain(q_in: queue.Queue[Any] | LatestQueue, reader: _Reader) -> None:
     """Empty ``q_in`` until the reader has put its end marker, so it can exit."""
     while reader.is_alive() or not q_in.empty():
         try:

@@ -17,10 +17,9 @@ if TYPE_CHECKING:
     from densecnn.zoo.specs import ModelSpec
 
 
+@opt.shared_options
 def classify(
-    source: str = typer.Argument(
-        ..., help="Image, video, folder (recursive), glob ('imgs/*.jpg', quoted) or .txt list of paths."
-    ),
+    source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = opt.Weights,
     backbone: str | None = typer.Option(
@@ -30,19 +29,12 @@ def classify(
     imgsz: int | None = typer.Option(
         None, "--imgsz", help="Centre-crop size in pixels (default: the model's, 224 for the zoo models)."
     ),
-    device: str = opt.Device,
-    half: bool = opt.Half,
-    batch: int = opt.Batch,
-    vid_stride: int = opt.VidStride,
-    out: Path | None = opt.Out,
-    name: str = opt.Name,
-    exist_ok: bool = opt.ExistOk,
     save: bool = opt.Save,
-    on_error: opt.ErrorPolicy = opt.OnError,
-    quiet: bool = opt.Quiet,
-    verbose: bool = opt.Verbose,
+    *,
+    shared: opt.Shared,
 ) -> None:
-    """Classify images, folders and videos (torchvision ImageNet models, YOLO-cls, densecnn checkpoints).
+    """Classify images, folders, videos and live streams (torchvision ImageNet models, YOLO-cls,
+    densecnn checkpoints).
 
     Writes to runs/classify/predict (predict2, ... on later runs): predictions.jsonl and
     predictions.csv (top-k classes per image or frame), annotated images and H.264 videos with the top
@@ -50,34 +42,21 @@ def classify(
     1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.config import PredictConfig
 
-    configure_logging(verbose)
-    with user_errors(verbose=verbose):
+    configure_logging(shared.verbose)
+    with user_errors(verbose=shared.verbose):
         pcfg = PredictConfig(
-            model=model,
-            weights=weights,
-            backbone=backbone,
-            imgsz=imgsz,
-            device=device,
-            half=half,
-            batch=batch,
-            vid_stride=vid_stride,
-            topk=topk,
+            model=model, weights=weights, backbone=backbone, imgsz=imgsz, topk=topk, **shared.predict_kwargs()
         )
-        ocfg = OutputConfig(
-            project=opt.default_project("classify", out),
-            name=name,
-            exist_ok=exist_ok,
-            save=save,
-            on_error=on_error.value,  # type: ignore[arg-type]  # validated in OutputConfig
-        )
+        ocfg = shared.output_config("classify", save=save)
         code = run_prediction(
             task="classify",
             source=source,
             pcfg=pcfg,
             ocfg=ocfg,
-            quiet=quiet,
+            quiet=shared.quiet,
+            lcfg=shared.live_config(),
             build=lambda: _build(pcfg),
             make_sinks=lambda run_dir, predictor: make_sinks(run_dir, ocfg, pcfg),
             counts_label="Top-1 classes",

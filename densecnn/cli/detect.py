@@ -11,15 +11,14 @@ from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
 
 if TYPE_CHECKING:
-    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
     from densecnn.tasks.base import Predictor
     from densecnn.zoo.specs import ModelSpec
 
 
+@opt.shared_options
 def detect(
-    source: str = typer.Argument(
-        ..., help="Image, video, folder (recursive), glob ('imgs/*.jpg', quoted) or .txt list of paths."
-    ),
+    source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = opt.Weights,
     backbone: str | None = opt.Backbone,
@@ -27,34 +26,27 @@ def detect(
     iou: float | None = opt.Iou,
     classes: list[str] | None = opt.Classes,
     imgsz: int | None = opt.Imgsz,
-    device: str = opt.Device,
-    half: bool = opt.Half,
-    batch: int = opt.Batch,
     max_det: int | None = opt.MaxDet,
-    vid_stride: int = opt.VidStride,
-    out: Path | None = opt.Out,
-    name: str = opt.Name,
-    exist_ok: bool = opt.ExistOk,
     save: bool = opt.Save,
     save_txt: bool = opt.SaveTxt,
     save_conf: bool = opt.SaveConf,
     save_crops: bool = opt.SaveCrops,
-    on_error: opt.ErrorPolicy = opt.OnError,
-    quiet: bool = opt.Quiet,
-    verbose: bool = opt.Verbose,
+    *,
+    shared: opt.Shared,
 ) -> None:
-    """Detect objects in images, folders and videos (YOLO, or Faster R-CNN on its own or any backbone).
+    """Detect objects in images, folders, videos and live streams (YOLO, or Faster R-CNN on its own or
+    any backbone).
 
-    Writes to runs/detect/predict (predict2, ... on later runs): annotated images and H.264 videos,
-    predictions.jsonl (one line per frame), predictions.coco.json (images), summary.json and, when
-    inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some failed, 2 usage error,
-    3 weights unavailable, 130 interrupted.
+    Writes to runs/detect/predict (predict2, ... on later runs): annotated images and H.264 videos
+    (live streams: a recording), predictions.jsonl (one line per frame), predictions.coco.json
+    (images), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some
+    failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging
-    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.config import PredictConfig
 
-    configure_logging(verbose)
-    with user_errors(verbose=verbose):
+    configure_logging(shared.verbose)
+    with user_errors(verbose=shared.verbose):
         pcfg = PredictConfig(
             model=model,
             weights=weights,
@@ -63,27 +55,19 @@ def detect(
             iou=iou,
             imgsz=imgsz,
             classes=tuple(classes or ()),
-            device=device,
-            half=half,
-            batch=batch,
             max_det=max_det,
-            vid_stride=vid_stride,
+            **shared.predict_kwargs(),
         )
-        ocfg = OutputConfig(
-            project=opt.default_project("detect", out),
-            name=name,
-            exist_ok=exist_ok,
-            save=save,
-            save_txt=save_txt,
-            save_conf=save_conf,
-            save_crops=save_crops,
-            on_error=on_error.value,  # type: ignore[arg-type]  # validated in OutputConfig
+        ocfg = shared.output_config(
+            "detect", save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops
         )
-        code = run_detect(source, pcfg, ocfg, quiet=quiet)
+        code = run_detect(source, pcfg, ocfg, quiet=shared.quiet, lcfg=shared.live_config())
     raise typer.Exit(code)
 
 
-def run_detect(source: str, pcfg: PredictConfig, ocfg: OutputConfig, *, quiet: bool) -> int:
+def run_detect(
+    source: str, pcfg: PredictConfig, ocfg: OutputConfig, *, quiet: bool, lcfg: LiveConfig | None = None
+) -> int:
     """Open the source, build the detector, run the pipeline, report. Returns the exit code."""
     from densecnn.cli.run import run_prediction
 
@@ -93,6 +77,7 @@ def run_detect(source: str, pcfg: PredictConfig, ocfg: OutputConfig, *, quiet: b
         pcfg=pcfg,
         ocfg=ocfg,
         quiet=quiet,
+        lcfg=lcfg,
         build=lambda: _build(pcfg),
         make_sinks=lambda run_dir, predictor: _make_sinks(run_dir, ocfg, pcfg.vid_stride, predictor.names),
         counts_label="Detections",

@@ -15,6 +15,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from densecnn.latest import latency_stats
 from densecnn.pipeline import STAGES, RunSummary
 from densecnn.pipeline import Progress as PipelineProgress
 
@@ -97,6 +98,7 @@ def summary_table(
     stages = "  ".join(f"{s} {summary.stage_ms.get(s, 0.0):.1f}" for s in STAGES)
     table.add_row("ms / frame", stages)
     table.add_row("Speed", f"{summary.fps:.1f} frames/s end to end ({summary.wall_s:.1f} s)")
+    _live_rows(table, summary)
     if summary.interrupted:
         table.add_row("Stopped", "[yellow]interrupted: outputs so far are complete and kept[/]")
     elif summary.stopped_on_error:
@@ -105,3 +107,29 @@ def summary_table(
     for line in describe_outputs(run_dir):
         table.add_row("", f"  {line}")
     return table
+
+
+_STOP_REASONS = {
+    "max-frames": "--max-frames reached",
+    "duration": "--duration reached",
+    "user": "quit from the window (q / Esc)",
+}
+
+
+def _live_rows(table: Table, summary: RunSummary) -> None:
+    """Stream mode with drops and reconnects; capture-to-written latency when frames had a capture
+    time (live sources); why the run stopped, when a limit or the user ended it."""
+    mode = "latest (newest frame wins)" if summary.stream_mode == "latest" else "all (every frame)"
+    table.add_row(
+        "Stream mode",
+        f"{mode}: {summary.dropped} frames dropped, {summary.reconnects} reconnects",
+    )
+    stats = latency_stats(summary.latencies_ms)
+    if stats is not None:
+        table.add_row(
+            "Latency",
+            f"p50 {stats['p50']:.0f} ms  p95 {stats['p95']:.0f} ms  max {stats['max']:.0f} ms "
+            "(capture to outputs written)",
+        )
+    if summary.stopped_by in _STOP_REASONS:
+        table.add_row("Stopped", _STOP_REASONS[summary.stopped_by])

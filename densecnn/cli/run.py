@@ -12,15 +12,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from densecnn.cli.common import console, err_console
+from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
-    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+    from densecnn.pipeline import RunSummary
     from densecnn.sinks.base import Sink
+    from densecnn.sinks.display import DisplaySink
     from densecnn.sources.base import InputRef
     from densecnn.tasks.base import Predictor
     from densecnn.zoo.specs import ModelSpec
@@ -42,6 +46,7 @@ def run_prediction(
     build: BuildPredictor,
     make_sinks: MakeSinks,
     counts_label: str,
+    lcfg: LiveConfig | None = None,
     record: dict[str, Any] | None = None,
     draw: Callable[[Any, Any], Any] | None = None,
     is_done: Callable[[Path, InputRef], bool] | None = None,
@@ -51,15 +56,28 @@ def run_prediction(
     ``build()`` returns the predictor and its model spec; ``make_sinks(run_dir, predictor)`` the
     outputs. ``record`` adds fields to summary.json; ``draw(image, result)`` replaces the default
     drawing; ``is_done(run_dir, input)`` says which inputs an earlier run already finished (they are
-    skipped and counted as ``skipped_done`` in summary.json). The source is opened before the model is
-    built, so a missing source fails fast; the run folder is made only once both are ready.
+    skipped and counted as ``skipped_done`` in summary.json). ``lcfg`` sets the stream mode, run limits,
+    reconnects and ``--show``. The source is opened before the model is built, so a missing source
+    fails fast; the run folder is made only once both are ready.
     """
+    from densecnn.config import LiveConfig
     from densecnn.device import describe
     from densecnn.fsutil import atomic_write_json, next_run_dir
     from densecnn.pipeline import run
     from densecnn.sources import open_source
+    from densecnn.sources.stream import is_live, open_live
 
-    src = open_source(source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project])
+    lcfg = lcfg or LiveConfig()
+    live = is_live(source)
+    if live and is_done is not None:
+        raise UsageError("--resume continues file runs; a live source has nothing to resume.")
+    show = _display_ok(lcfg, quiet)
+    src: Any = (
+        open_live(source, lcfg)
+        if live
+        else open_source(source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project])
+    )
+    mode = lcfg.mode_for(live)
     predictor, spec = build()
     run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +86,8 @@ def run_prediction(
         todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
         skipped, src.inputs = len(src.inputs) - len(todo), todo
     sinks = make_sinks(run_dir, predictor)
+    stop = threading.Event()
+    display = _add_display(sinks, stop) if show else None
     n_videos = sum(1 for i in src.inputs if i.kind == "video")
     total = src.estimated_frames()
     backbone = getattr(predictor, "backbone", None)
@@ -78,9 +98,13 @@ def run_prediction(
 
         if pcfg.half and predictor.device.type != "cuda":
             console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
+        what = (
+            f"{len(src.inputs)} live stream(s), {mode} mode"
+            if live
+            else f"{len(src.inputs) - n_videos} images, {n_videos} videos (~{total} frames)"
+        )
         console.print(
-            f"[bold]densecnn {task}[/] {model_label} on {describe(predictor.device)}: "
-            f"{len(src.inputs) - n_videos} images, {n_videos} videos (~{total} frames) → {run_dir}"
+            f"[bold]densecnn {task}[/] {model_label} on {describe(predictor.device)}: {what} → {run_dir}"
         )
         if is_done is not None:
             console.print(f"Resuming {run_dir}: {skipped} inputs already done, skipped.")
@@ -88,7 +112,7 @@ def run_prediction(
     extra = {"draw": draw} if draw is not None else {}
     with sigterm_as_interrupt():
         summary = run(
-            events=src.events(),
+            events=src.events(stop),
             predictor=predictor,
             sinks=sinks,
             errors_path=run_dir / "errors.jsonl",
@@ -96,8 +120,13 @@ def run_prediction(
             on_error=ocfg.on_error,
             progress=progress,
             total_frames=total,
+            stop=stop,
+            stream_mode=mode,
+            max_frames=lcfg.max_frames,
+            duration=lcfg.duration,
             **extra,
         )
+    _add_live_counts(summary, src if live else None, display)
     weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
     atomic_write_json(
         run_dir / "summary.json",
@@ -112,6 +141,7 @@ def run_prediction(
             **({"skipped_done": skipped} if is_done is not None else {}),
             "classes": predictor.names,
             **summary.to_dict(),
+            "display": {"requested": lcfg.show, "shown_frames": display.shown if display else 0},
         },
     )
     if quiet:
@@ -124,6 +154,43 @@ def run_prediction(
         err_console.print("[yellow]Interrupted.[/] Outputs written so far are complete and kept.")
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.errors else 0
+
+
+def _display_ok(lcfg: LiveConfig, quiet: bool) -> bool:
+    """Whether ``--show`` gets a window: a headless machine gets one notice (or, with
+    ``--require-display``, a usage error) and the run goes on without."""
+    if not lcfg.show:
+        return False
+    from densecnn.sinks.display import display_problem
+
+    problem = display_problem()
+    if problem is None:
+        return True
+    if lcfg.require_display:
+        raise UsageError(
+            f"--show: {problem}.", hint="Run where a display is available, or drop --require-display."
+        )
+    err_console.print(
+        f"[yellow]--show:[/] {problem}; going on without a window (outputs are written as usual)."
+    )
+    return False
+
+
+def _add_display(sinks: list[Sink], stop: threading.Event) -> DisplaySink:
+    from densecnn.sinks.display import DisplaySink
+
+    display = DisplaySink(on_quit=stop.set)  # q / Esc ends the run like --max-frames: cleanly
+    sinks.append(display)
+    return display
+
+
+def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None) -> None:
+    """Reconnects and capture-side drops of live sources; a quit from the window."""
+    if src is not None:
+        summary.reconnects += src.reconnects
+        summary.dropped += src.dropped
+    if display is not None and display.quit and summary.stopped_by is None:
+        summary.stopped_by = "user"
 
 
 @contextlib.contextmanager

@@ -54,10 +54,9 @@ _RESUME = typer.Option(
 )
 
 
+@opt.shared_options
 def segment(
-    source: str = typer.Argument(
-        ..., help="Image, video, folder (recursive), glob ('imgs/*.jpg', quoted) or .txt list of paths."
-    ),
+    source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = _WEIGHTS,
     backbone: str | None = _BACKBONE,
@@ -66,16 +65,8 @@ def segment(
     save_masks: bool = _SAVE_MASKS,
     save_overlay: bool = _SAVE_OVERLAY,
     resume: bool = _RESUME,
-    device: str = opt.Device,
-    half: bool = opt.Half,
-    batch: int = opt.Batch,
-    vid_stride: int = opt.VidStride,
-    out: Path | None = opt.Out,
-    name: str = opt.Name,
-    exist_ok: bool = opt.ExistOk,
-    on_error: opt.ErrorPolicy = opt.OnError,
-    quiet: bool = opt.Quiet,
-    verbose: bool = opt.Verbose,
+    *,
+    shared: opt.Shared,
 ) -> None:
     """Segment images, folders and videos: a class per pixel (torchvision DeepLabV3 / LR-ASPP, or U-Net
     and DeepLabV3+ from a densecnn checkpoint).
@@ -88,10 +79,10 @@ def segment(
     2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import OutputConfig, PredictConfig
+    from densecnn.config import PredictConfig
 
-    configure_logging(verbose)
-    with user_errors(verbose=verbose):
+    configure_logging(shared.verbose)
+    with user_errors(verbose=shared.verbose):
         if not 0.0 <= alpha <= 1.0:
             raise UsageError(f"--alpha must be between 0 and 1, got {alpha}.")
         if resume and not save_masks:
@@ -101,24 +92,16 @@ def segment(
             weights=weights,
             backbone=backbone,
             imgsz=imgsz,
-            device=device,
-            half=half,
-            batch=batch,
-            vid_stride=vid_stride,
+            **shared.predict_kwargs(),
         )
-        ocfg = OutputConfig(
-            project=opt.default_project("segment", out),
-            name=name,
-            exist_ok=exist_ok or resume,
-            save=save_overlay,
-            on_error=on_error.value,  # type: ignore[arg-type]  # validated in OutputConfig
-        )
+        ocfg = shared.output_config("segment", exist_ok=shared.exist_ok or resume, save=save_overlay)
         code = run_prediction(
             task="segment",
             source=source,
             pcfg=pcfg,
             ocfg=ocfg,
-            quiet=quiet,
+            quiet=shared.quiet,
+            lcfg=shared.live_config(),
             build=lambda: _build(pcfg),
             make_sinks=lambda run_dir, predictor: make_sinks(
                 run_dir, ocfg, pcfg, predictor.names, save_masks=save_masks, append=resume

@@ -1,8 +1,9 @@
 """``predictions.jsonl``: one JSON line per image or video frame, flushed as it goes.
 
 Each line: ``{"source", "frame", "timestamp", "width", "height", "detections"}`` where
-``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels). A crash can leave a
-torn last line; ``read_jsonl`` drops it.
+``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels). Frames of live
+sources add ``captured_at``: when the frame was captured, Unix seconds. A crash can leave a torn last
+line; ``read_jsonl`` drops it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         "timestamp": round(float(frame.timestamp), 6),
         "width": frame.width,
         "height": frame.height,
+        **({"captured_at": round(captured, 6)} if (captured := getattr(frame, "captured_at", None)) else {}),
         **prediction.result.record(),
     }
 

@@ -78,9 +78,9 @@ def open_source(spec: str | Path, *, vid_stride: int = 1, exclude: Sequence[Path
 def _refuse_live(text: str) -> None:
     if text.strip().isdigit() or _URL_RE.match(text.strip()):
         raise UsageError(
-            f"live sources (webcams, streams) and URLs are not supported yet in this version: {text!r}",
-            hint="Pass an image, a video, a folder, a glob or a .txt list of files. "
-            "Download or record the source to a file first (e.g. ffmpeg -i URL -t 60 clip.mp4).",
+            f"live sources (webcams, streams) are not file inputs: {text!r}",
+            hint="Pass a live source on the command line or list several in a .streams file "
+            "(densecnn.sources.stream.open_live opens them). A .txt list holds file paths.",
         )
 
 
