@@ -220,3 +220,21 @@ def test_show_without_display_gives_one_notice_and_goes_on(run_cli, tmp_path, yo
         "detect", str(video), "-w", str(yolo_weights), "--show", "--require-display", env={"DISPLAY": ""}
     )
     assert strict.returncode == 2 and "no display" in strict.stderr
+
+
+@pytest.mark.parametrize("task", ["classify", "segment"])
+def test_classify_and_segment_take_live_streams_too(run_cli, tmp_path, rtsp, task) -> None:
+    from _factories import make_segmentation_state_dict, make_yolo_cls_checkpoint
+
+    if task == "classify":
+        weights = make_yolo_cls_checkpoint(tmp_path / "cls.pt", imgsz=64)
+    else:
+        weights = make_segmentation_state_dict(tmp_path / "deeplabv3_mobilenet_v3_large-fc3c493d.pth")
+    res = run_cli(task, rtsp.url, "-w", str(weights), "--imgsz", "64", "--max-frames", "3", timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "runs" / task / "predict"
+    s = summary(out)
+    assert (s["frames"], s["stream_mode"], s["stopped_by"]) == (3, "latest", "max-frames")
+    records = read_jsonl(out / "predictions.jsonl")
+    assert len(records) == 3 and all(r["captured_at"] > 0 for r in records)
+    assert decoded_frames(out / f"{records[0]['source']}.mp4") == 3

@@ -155,7 +155,9 @@ class _AvBackend:
     def __init__(self, target: str, *, open_s: float, stall_s: float) -> None:
         import av
 
-        options = {"analyzeduration": "1000000", "probesize": "1000000", "fflags": "nobuffer"}
+        # short probing: the stream starts sooner. Not "fflags nobuffer": on MPEG-TS over HTTP it
+        # held back the first frame for seconds.
+        options = {"analyzeduration": "1000000", "probesize": "1000000"}
         if target.startswith(("rtsp://", "rtsps://")):
             options["rtsp_transport"] = "tcp"
         self._av = av
@@ -164,7 +166,7 @@ class _AvBackend:
             if not self._container.streams.video:
                 raise OSError("no video stream")
             stream = self._container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = "SLICE"  # frame threads would hold back a frame each: latency
             ctx = stream.codec_context
             rate = stream.average_rate or stream.guessed_rate
             self.info = VideoInfo(Fraction(rate or 0), int(ctx.width), int(ctx.height), 0, ctx.name)
