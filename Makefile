@@ -8,7 +8,7 @@ DEMO_SOURCE ?= ../shared/data/video/slow_traffic_small.mp4
 DEMO_MODEL  ?= yolov8n
 DEMO_ARGS   ?=
 
-.PHONY: setup demo test lint clean
+.PHONY: setup sysdeps demo test lint clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/densecnn detect $(DEMO_SOURCE) --model $(DEMO_MODEL) --name demo $(DEMO_ARGS)
 
-test: setup
+# System tools for the live-stream tests (ffmpeg, Xvfb, GStreamer RTSP server); a no-op when present.
+sysdeps:
+	@bash .ci/sysdeps
+
+test: setup sysdeps
 	$(PY) -m pytest -q
 
 lint: setup
