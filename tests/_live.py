@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -68,9 +69,15 @@ class RtspServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
             self.proc.terminate()
             self.proc.wait(timeout=10)
         self.proc = None
+
+    def pause(self, paused: bool) -> None:
+        """SIGSTOP / SIGCONT: the connection stays open but no data flows (a stalled camera)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
 
 
 class TsServer:

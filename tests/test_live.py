@@ -95,6 +95,26 @@ def test_server_restart_mid_run_reconnects_once_and_keeps_writing(tmp_path, yolo
     assert decoded_frames(tmp_path / RUN / f"{records[0]['source']}.mp4") == 40  # one recording, on
 
 
+def test_stalled_stream_is_detected_by_the_stall_timeout_and_reopened(tmp_path, yolo_weights, rtsp) -> None:
+    args = ("-w", str(yolo_weights), *FAST, "--max-frames", "30", "--stall-timeout", "1")
+    proc = start_cli(tmp_path, "detect", rtsp.url, *args)
+    jsonl = tmp_path / RUN / "predictions.jsonl"
+    try:
+        wait_for(lambda: jsonl_lines(jsonl) >= 5, 120, "5 frames before the stall")
+        rtsp.pause(True)  # the socket stays open, nothing arrives: only the watchdog can tell
+        time.sleep(4)
+        rtsp.pause(False)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    s = summary(tmp_path / RUN)
+    assert (s["reconnects"], s["frames"], s["errors"]) == (1, 30, 0)
+    records = read_jsonl(jsonl)
+    gaps = [b["captured_at"] - a["captured_at"] for a, b in itertools.pairwise(records)]
+    assert max(gaps) > 3.0
+
+
 def test_stream_lost_for_good_fails_after_the_reconnect_budget(tmp_path, yolo_weights, rtsp) -> None:
     proc = start_cli(tmp_path, "detect", rtsp.url, "-w", str(yolo_weights), *FAST, "--reconnect", "1")
     jsonl = tmp_path / RUN / "predictions.jsonl"
