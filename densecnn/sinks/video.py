@@ -4,6 +4,10 @@ One ``.mp4`` per video input, at ``output_path(root, source, suffix=".mp4")``. T
 fragmented MP4 flushed at every fragment (one per keyframe), so a run killed mid-way, even by SIGKILL,
 leaves a playable file holding every completed fragment. Keyframes come every ``keyframe_interval``
 output frames (default: about two seconds), which bounds what such a kill can lose.
+
+Frames of live sources (they carry a capture time) are stamped with their capture time in
+milliseconds instead of one frame period each: a recording of a stream whose frames were dropped or
+that had a reconnect gap plays in real time, the gap shown as a held frame.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ _CONTAINER_OPTIONS = {
     "flush_packets": "1",
 }
 _FALLBACK_FPS = Fraction(25)
+_MS = Fraction(1, 1000)
 
 
 def _has_encoder(name: str) -> bool:
@@ -78,10 +83,13 @@ class _Writer:
         height: int,
         options: dict[str, str],
         keyframe_interval: int,
+        timed: bool = False,
     ) -> None:
         self.path = path
         self.width, self.height = width, height
         self.frames = 0
+        self.timed = timed  # pts from the caller's timestamps (ms), not one per frame
+        self._last_pts = -1
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), "w", format="mp4", container_options=_CONTAINER_OPTIONS)
         try:
@@ -90,6 +98,8 @@ class _Writer:
             self._stream.height = height + height % 2
             self._stream.pix_fmt = "yuv420p"
             self._stream.codec_context.gop_size = keyframe_interval
+            if timed:
+                self._stream.codec_context.time_base = _MS
             self._stream.options = options
         except BaseException:
             self._container.close()
@@ -103,9 +113,13 @@ class _Writer:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
         return np.ascontiguousarray(image, dtype=np.uint8)
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, timestamp: float = 0.0) -> None:
         frame = av.VideoFrame.from_ndarray(self._prepare(image), format="bgr24")
-        frame.pts = self.frames
+        if self.timed:
+            frame.pts = self._last_pts = max(self._last_pts + 1, round(timestamp * 1000))
+            frame.time_base = _MS
+        else:
+            frame.pts = self.frames
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
@@ -177,9 +191,10 @@ class VideoSink(Sink):
                 height=int(image.shape[0]),
                 options=self._options,
                 keyframe_interval=self.keyframe_interval or max(1, round(2 * self._current[1])),
+                timed=getattr(frame, "captured_mono", None) is not None,
             )
             self._written.append(path)
-        self._writer.write(image)
+        self._writer.write(image, frame.timestamp)
 
     def end_input(self, event: InputEnd) -> None:
         if self._current is not None and event.ref.source == self._current[0]:
