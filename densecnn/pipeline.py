@@ -125,7 +125,8 @@ class _Reader(threading.Thread):
                 event = next(self.events, None)
                 if event is None:
                     break
-                if isinstance(event, Frame):
+                # live frames are decoded by their capture threads: the wait here is the stream's pace
+                if isinstance(event, Frame) and not getattr(event, "captured_mono", None):
                     self.timers.add("decode", time.perf_counter() - t0)
                 if not _put(self.out, event, self.stop):
                     break
