@@ -1,10 +1,11 @@
-"""Live-run helpers of the pipeline: the newest-frame-wins queue and latency statistics."""
+"""Live-run helpers of the pipeline: the newest-frame-wins queue, run limits, latency statistics."""
 
 from __future__ import annotations
 
 import collections
 import queue
 import threading
+import time
 from typing import Any, Literal
 
 import numpy as np
@@ -47,6 +48,34 @@ class LatestQueue:
     def empty(self) -> bool:
         with self._ready:
             return not self._items
+
+
+class RunLimits:
+    """``--max-frames`` and ``--duration``, counted on frames handed to the model. ``stopped_by``
+    says which one ended the run (None: neither)."""
+
+    def __init__(self, max_frames: int, duration: float, t_start: float) -> None:
+        self.max_frames, self.duration, self.t_start = max_frames, duration, t_start
+        self.frames = 0
+        self.stopped_by: str | None = None
+
+    def time_up(self, stop: threading.Event) -> None:
+        """Timer callback: the duration passed, whether or not frames arrive."""
+        self.stopped_by = self.stopped_by or "duration"
+        stop.set()
+
+    def reached(self, stop: threading.Event) -> bool:
+        """Count one more frame; True (and ``stop`` set) when it is past a limit."""
+        if self.stopped_by is None:
+            if self.max_frames and self.frames >= self.max_frames:
+                self.stopped_by = "max-frames"
+            elif self.duration and time.perf_counter() - self.t_start >= self.duration:
+                self.stopped_by = "duration"
+        if self.stopped_by is not None:
+            stop.set()
+            return True
+        self.frames += 1
+        return False
 
 
 def latency_stats(latencies_ms: list[float]) -> dict[str, float] | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from densecnn.draw import draw_result
-from densecnn.latest import LatestQueue, StreamMode, latency_stats
+from densecnn.latest import LatestQueue, RunLimits, StreamMode, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
@@ -264,8 +264,13 @@ def run(
     reader.start()
     writer.start()
     failure: BaseException | None = None
+    limits = RunLimits(max_frames, duration, t_start)
+    # --duration also ends a run whose streams deliver nothing (stalled, reconnecting)
+    timer = threading.Timer(duration, limits.time_up, args=(stop,)) if duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
-        limits = _Limits(max_frames, duration, t_start)
         _predict_loop(q_in, q_out, predictor, batch, on_error, stop, summary, writer, limits)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -274,6 +279,8 @@ def run(
         failure = exc
         stop.set()
     finally:
+        if timer is not None:
+            timer.cancel()
         _put(q_out, _Done(), threading.Event())
         writer.join()
         stop.set()
@@ -281,6 +288,7 @@ def run(
         closing_error = _close_all(sinks, error_log)
         progress.stop()
         summary.wall_s = time.perf_counter() - t_start
+        summary.stopped_by = limits.stopped_by
         if isinstance(q_in, LatestQueue):
             summary.dropped += q_in.dropped
     timers = StageTimer()
@@ -303,7 +311,7 @@ def _predict_loop(
     stop: threading.Event,
     summary: RunSummary,
     writer: _Writer,
-    limits: _Limits,
+    limits: RunLimits,
 ) -> None:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
@@ -322,7 +330,7 @@ def _predict_loop(
             if isinstance(item, InputEnd) and item.ref == failed.ref:
                 pending.append(item)
             continue
-        if isinstance(item, Frame) and limits.reached(summary, stop):
+        if isinstance(item, Frame) and limits.reached(stop):
             continue  # past --max-frames / --duration: the reader is stopping; only events go on
         pending.append(item)
         if isinstance(item, Frame):
@@ -334,27 +342,6 @@ def _predict_loop(
         if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
             _flush(pending, predictor, q_out, stop)
             pending, n_frames = [], 0
-
-
-class _Limits:
-    """``--max-frames`` and ``--duration``: counted on frames handed to the model."""
-
-    def __init__(self, max_frames: int, duration: float, t_start: float) -> None:
-        self.max_frames, self.duration, self.t_start = max_frames, duration, t_start
-        self.frames = 0
-
-    def reached(self, summary: RunSummary, stop: threading.Event) -> bool:
-        """Count one more frame; True (and ``stop`` set) when it is one too many."""
-        if summary.stopped_by is None:
-            if self.max_frames and self.frames >= self.max_frames:
-                summary.stopped_by = "max-frames"
-            elif self.duration and time.perf_counter() - self.t_start >= self.duration:
-                summary.stopped_by = "duration"
-        if summary.stopped_by is not None:
-            stop.set()
-            return True
-        self.frames += 1
-        return False
 
 
 def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stop: threading.Event) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,6 +147,20 @@ def test_unreachable_stream_fails_fast_with_the_reason(run_cli, tmp_path, yolo_w
     errors = read_jsonl(tmp_path / RUN / "errors.jsonl")
     assert errors[0]["error"].startswith(f"cannot open {url}")
     assert time.monotonic() - t0 < 60  # no backoff before the first connection
+
+
+def test_duration_ends_a_run_whose_stream_never_answers(run_cli, tmp_path, yolo_weights) -> None:
+    with socket.socket() as silent:  # accepts the connection, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/cam.mjpg"
+        t0 = time.monotonic()
+        res = run_cli("detect", url, "-w", str(yolo_weights), *FAST, "--duration", "2", timeout=120)
+        elapsed = time.monotonic() - t0
+    assert res.returncode == 0, res.stderr
+    s = summary(tmp_path / RUN)
+    assert (s["frames"], s["stopped_by"]) == (0, "duration")
+    assert elapsed < 60  # not the 10 s open timeout times the reconnects
 
 
 def test_latest_mode_drops_frames_of_a_fast_stream_and_bounds_latency(
