@@ -149,6 +149,17 @@ def test_unreachable_stream_fails_fast_with_the_reason(run_cli, tmp_path, yolo_w
     assert time.monotonic() - t0 < 60  # no backoff before the first connection
 
 
+def test_webcam_index_without_a_camera_fails_fast(run_cli, tmp_path, yolo_weights) -> None:
+    """The webcam backend's open path (no camera here): the same capture thread reports it."""
+    index = next(str(i) for i in range(10) if not Path(f"/dev/video{i}").exists())
+    res = run_cli("detect", index, "-w", str(yolo_weights), *FAST, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "1 live stream(s), latest mode" in res.stdout
+    errors = read_jsonl(tmp_path / RUN / "errors.jsonl")
+    assert errors[0]["source"] == f"webcam{index}"
+    assert errors[0]["error"] == f"cannot open {index}: no camera at index {index} (or it is busy)"
+
+
 def test_duration_ends_a_run_whose_stream_never_answers(run_cli, tmp_path, yolo_weights) -> None:
     with socket.socket() as silent:  # accepts the connection, never says a word
         silent.bind(("127.0.0.1", 0))
