@@ -69,6 +69,7 @@ def test_rtsp_stream_writes_jsonl_recording_and_live_summary(run_cli, tmp_path, 
     records = read_jsonl(out / "predictions.jsonl")
     assert len(records) == 12
     assert {r["source"] for r in records} == {f"rtsp_127_0_0_1_{rtsp.url.split(':')[2].split('/')[0]}_test"}
+    assert all(0 < r["latency_ms"] < 60_000 for r in records)
     captured = [r["captured_at"] for r in records]
     assert captured == sorted(captured) and abs(captured[0] - time.time()) < 120
     assert [r["frame"] for r in records] == sorted(r["frame"] for r in records)

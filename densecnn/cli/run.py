@@ -88,6 +88,8 @@ def run_prediction(
     sinks = make_sinks(run_dir, predictor)
     stop = threading.Event()
     display = _add_display(sinks, stop) if show else None
+    if live:  # pay lazy initialisation before the streams open, not on their first frames
+        _warm_up(predictor)
     n_videos = sum(1 for i in src.inputs if i.kind == "video")
     total = src.estimated_frames()
     backbone = getattr(predictor, "backbone", None)
@@ -182,6 +184,14 @@ def _add_display(sinks: list[Sink], stop: threading.Event) -> DisplaySink:
     display = DisplaySink(on_quit=stop.set)  # q / Esc ends the run like --max-frames: cleanly
     sinks.append(display)
     return display
+
+
+def _warm_up(predictor: Predictor) -> None:
+    import numpy as np
+
+    from densecnn.results import Frame
+
+    predictor.warmup(Frame(np.full((480, 640, 3), 114, np.uint8), source="warmup", path="warmup"))
 
 
 def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None) -> None:

@@ -2,13 +2,14 @@
 
 Each line: ``{"source", "frame", "timestamp", "width", "height", "detections"}`` where
 ``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels). Frames of live
-sources add ``captured_at``: when the frame was captured, Unix seconds. A crash can leave a torn last
-line; ``read_jsonl`` drops it.
+sources add ``captured_at`` (when the frame was captured, Unix seconds) and ``latency_ms`` (capture to
+this line written). A crash can leave a torn last line; ``read_jsonl`` drops it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,17 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         "timestamp": round(float(frame.timestamp), 6),
         "width": frame.width,
         "height": frame.height,
-        **({"captured_at": round(captured, 6)} if (captured := getattr(frame, "captured_at", None)) else {}),
+        **_live_fields(frame),
         **prediction.result.record(),
     }
+
+
+def _live_fields(frame: Any) -> dict[str, float]:
+    """Live frames: capture time (Unix s) and latency from capture to this line (ms)."""
+    if not getattr(frame, "captured_mono", None):
+        return {}
+    latency = 1000 * (time.perf_counter() - frame.captured_mono)
+    return {"captured_at": round(frame.captured_at, 6), "latency_ms": round(latency, 2)}
 
 
 class JsonlSink(Sink):
