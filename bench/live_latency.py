@@ -8,6 +8,7 @@ FPS, dropped frames, reconnects, ms per stage, plus the CPU others used meanwhil
     .venv/bin/python bench/live_latency.py                       # seeded yolov8n, imgsz 320, 20 s
     .venv/bin/python bench/live_latency.py --weights yolov8n.pt --seconds 60 --json live.json
     .venv/bin/python bench/live_latency.py --no-save             # without the H.264 recording
+    .venv/bin/python bench/live_latency.py --threads 1           # one torch thread (busy machines)
 
 Without ``--weights`` a seeded random yolov8n is made (tests/_factories.py): the same network and
 cost as the trained one, offline.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -69,9 +71,13 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     if args.no_save:
         cmd.append("--no-save")
     env = {**os.environ, "DENSECNN_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    if args.threads:  # torch's intra-op threads (default: one per core)
+        env["OMP_NUM_THREADS"] = str(args.threads)
     busy0, t0 = _cpu_busy_s()
+    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.seconds + 300)
+        own1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # densecnn only: the server is not reaped yet
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "imgsz": args.imgsz,
         "seconds": args.seconds,
         "save": not args.no_save,
+        "threads": args.threads or "default",
         "stream_mode": summary["stream_mode"],
         "frames": summary["frames"],
         "fps": summary["fps"],
@@ -94,6 +101,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "latency_ms": summary["latency_ms"],
         "stage_ms_per_frame": summary["stage_ms_per_frame"],
         "machine_cores_busy": round((busy1 - busy0) / (t1 - t0), 2),
+        # densecnn's CPU time for its whole process (start-up and model load included)
+        "densecnn_cpu_s": round(own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime, 2),
         "cores": os.cpu_count(),
     }
 
@@ -104,6 +113,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None, help="default: a seeded yolov8n")
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS for densecnn")
     parser.add_argument("--no-save", action="store_true", help="no H.264 recording (JSONL only)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -114,7 +124,7 @@ def main() -> None:
         f"latency p50 {lat.get('p50')} ms  p95 {lat.get('p95')} ms  max {lat.get('max')} ms | "
         f"{result['fps']:.1f} FPS processed, {result['frames']} frames, {result['dropped_frames']} dropped, "
         f"{result['reconnects']} reconnects | whole machine {result['machine_cores_busy']} of "
-        f"{result['cores']} cores busy"
+        f"{result['cores']} cores busy, densecnn's process {result['densecnn_cpu_s']} CPU s"
     )
     print("ms per frame:", result["stage_ms_per_frame"])
     if args.json:
