@@ -1,8 +1,8 @@
 """Sources: what ``densecnn detect SOURCE`` reads, as an ordered stream of ``SourceEvent``s.
 
 The event types load eagerly (sinks and the pipeline import them); ``open_source``, ``FileSource``,
-``read_image`` and ``decode_image`` load on first use, so importing this package stays free of
-OpenCV and PyAV (the CLI's ``--help`` stays instant).
+``open_live``, ``LiveSource``, ``is_live``, ``read_image`` and ``decode_image`` load on first use,
+so importing this package stays free of OpenCV and PyAV (the CLI's ``--help`` stays instant).
 """
 
 from __future__ import annotations
@@ -25,11 +25,15 @@ from densecnn.sources.base import (
 if TYPE_CHECKING:
     from densecnn.sources.files import FileSource, open_source
     from densecnn.sources.images import MAX_IMAGE_PIXELS, decode_image, read_image
+    from densecnn.sources.stream import LiveSource, is_live, open_live
 
 # name -> the submodule that defines it (imported on first use)
 _LAZY = {
     "MAX_IMAGE_PIXELS": "images",
     "FileSource": "files",
+    "LiveSource": "stream",
+    "is_live": "stream",
+    "open_live": "stream",
     "decode_image": "images",
     "open_source": "files",
     "read_image": "images",
@@ -45,9 +49,12 @@ __all__ = [
     "InputKind",
     "InputRef",
     "InputStart",
+    "LiveSource",
     "SourceEvent",
     "VideoInfo",
     "decode_image",
+    "is_live",
+    "open_live",
     "open_source",
     "read_image",
 ]
