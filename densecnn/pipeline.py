@@ -240,6 +240,7 @@ def run(
     stream_mode: StreamMode = "all",
     max_frames: int = 0,
     duration: float = 0.0,
+    ui: Callable[[], None] | None = None,
 ) -> RunSummary:
     """Decode ``events``, predict in batches of ``batch`` frames, and feed every sink, in order.
 
@@ -248,6 +249,8 @@ def run(
     always closed. ``draw(image, result)`` makes the annotated frame (default: ``draw_result``).
     ``stream_mode`` is explained in the module docstring; ``max_frames`` and ``duration`` (seconds)
     end the run once that many frames went to the model or that much time passed (0: no limit).
+    ``ui()`` is called on the calling (main) thread while it waits for frames and after each batch:
+    GUI toolkits (OpenCV's window, ``--show``) only work from the main thread.
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
@@ -271,7 +274,8 @@ def run(
         timer.daemon = True
         timer.start()
     try:
-        _predict_loop(q_in, q_out, predictor, batch, on_error, stop, summary, writer, limits)
+        inbox = _Inbox(q_in, ui)
+        _predict_loop(inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits)
     except KeyboardInterrupt:
         summary.interrupted = True
         stop.set()
@@ -302,8 +306,28 @@ def run(
     return summary
 
 
+class _Inbox:
+    """``q_in`` as the predict loop reads it: ``get`` keeps calling ``ui`` (if any) while it waits."""
+
+    def __init__(self, q: queue.Queue[Any] | LatestQueue, ui: Callable[[], None] | None) -> None:
+        self.q, self.ui = q, ui
+
+    def get(self) -> Any:
+        if self.ui is None:
+            return self.q.get()
+        while True:
+            self.ui()
+            try:
+                return self.q.get(timeout=0.02)
+            except queue.Empty:
+                continue
+
+    def empty(self) -> bool:
+        return self.q.empty()
+
+
 def _predict_loop(
-    q_in: queue.Queue[Any] | LatestQueue,
+    q_in: _Inbox,
     q_out: queue.Queue[Any],
     predictor: Predictor,
     batch: int,

@@ -244,21 +244,57 @@ def test_streams_file_runs_several_streams_together(run_cli, tmp_path, yolo_weig
     assert {p.name for p in (tmp_path / RUN).glob("*.mp4")} == {f"{name}.mp4" for name in by_source}
 
 
-def test_show_opens_a_real_window_under_xvfb(tmp_path, yolo_weights) -> None:
-    xvfb_run = need_tool("xvfb-run")
-    video = write_video(tmp_path / "clip.mp4", frames=8)
-    cmd = [xvfb_run, "-a", sys.executable, "-m", "densecnn", "detect", str(video), "-w", str(yolo_weights)]
-    env = {**os.environ, "DENSECNN_OFFLINE": "1", "QT_QPA_PLATFORM": "xcb"}
-    res = subprocess.run(
-        [*cmd, *FAST, "--show", "--require-display"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
+@pytest.fixture
+def xvfb() -> Iterator[str]:
+    """A private Xvfb server; yields its DISPLAY (e.g. ``:3``)."""
+    proc = subprocess.Popen(
+        [need_tool("Xvfb"), "-displayfd", "1", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
-        timeout=180,
     )
-    assert res.returncode == 0, res.stderr
-    assert summary(tmp_path / RUN)["display"] == {"requested": True, "shown_frames": 8}
+    assert proc.stdout is not None
+    display = f":{proc.stdout.readline().strip()}"
+    yield display
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_show_opens_a_real_window_under_xvfb(tmp_path, yolo_weights, xvfb) -> None:
+    video = write_video(tmp_path / "clip.mp4", frames=8)
+    args = ("detect", str(video), "-w", str(yolo_weights), *FAST, "--show", "--require-display")
+    proc = start_cli(tmp_path, *args, env={"DISPLAY": xvfb})
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "--show:" not in err
+    display = summary(tmp_path / RUN)["display"]
+    assert display["requested"] and 1 <= display["shown_frames"] <= 8  # the newest frame is shown
+
+
+def test_q_in_the_window_ends_a_live_run_cleanly(tmp_path, yolo_weights, rtsp, xvfb) -> None:
+    xdotool = need_tool("xdotool")
+    env = {**os.environ, "DISPLAY": xvfb}
+    proc = start_cli(tmp_path, "detect", rtsp.url, "-w", str(yolo_weights), *FAST, "--show", env=env)
+
+    def window() -> str:
+        found = subprocess.run(
+            [xdotool, "search", "--name", "densecnn: "], env=env, capture_output=True, text=True
+        )
+        return found.stdout.split()[0] if found.stdout.split() else ""
+
+    try:
+        wait_for(lambda: bool(window()), 120, "the densecnn window")
+        wait_for(lambda: jsonl_lines(tmp_path / RUN / "predictions.jsonl") >= 5, 120, "5 frames")
+        subprocess.run([xdotool, "windowfocus", "--sync", window()], env=env, check=True, timeout=30)
+        subprocess.run([xdotool, "key", "q"], env=env, check=True, timeout=30)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    s = summary(tmp_path / RUN)
+    assert s["stopped_by"] == "user" and s["display"]["shown_frames"] >= 1 and not s["interrupted"]
+    records = read_jsonl(tmp_path / RUN / "predictions.jsonl")
+    assert decoded_frames(tmp_path / RUN / f"{records[0]['source']}.mp4") == s["frames"] == len(records)
 
 
 def test_show_without_display_gives_one_notice_and_goes_on(run_cli, tmp_path, yolo_weights) -> None:

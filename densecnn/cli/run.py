@@ -126,6 +126,7 @@ def run_prediction(
             stream_mode=mode,
             max_frames=lcfg.max_frames,
             duration=lcfg.duration,
+            ui=display.pump if display is not None else None,
             **extra,
         )
     _add_live_counts(summary, src if live else None, display)

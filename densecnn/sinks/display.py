@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -59,10 +60,12 @@ def _x_display_answers() -> bool:
 
 
 class DisplaySink(Sink):
-    """Shows each frame in a window named after its source, with FPS and latency drawn on top.
+    """A window per source with the drawn results, FPS and capture-to-screen latency on top.
 
-    ``on_quit()`` is called once when the user presses q or Esc, or closes a window. ``shown``
-    counts frames put on screen (summary.json reports it).
+    Qt (OpenCV's GUI here) only runs on the main thread, while sinks run on the pipeline's writer
+    thread: ``write`` only leaves the newest drawn frame of each source, and ``pump()``, called by
+    the pipeline on the main thread, shows it and reads the keyboard. ``on_quit()`` is called once
+    when the user presses q or Esc, or closes a window. ``shown`` counts frames put on screen.
     """
 
     needs_annotated = True
@@ -71,32 +74,51 @@ class DisplaySink(Sink):
         self.on_quit = on_quit
         self.shown = 0
         self.quit = False
+        self._lock = threading.Lock()
+        self._pending: dict[str, np.ndarray] = {}  # window -> newest frame not shown yet
+        self._ended: set[str] = set()
         self._windows: set[str] = set()
         self._last: dict[str, float] = {}
         self._fps: dict[str, float] = {}
 
     def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
-        import cv2
-
-        if self.quit:
-            return
         frame = prediction.frame
-        window = f"densecnn: {frame.source}"
         image = (annotated if annotated is not None else frame.image).copy()
         _overlay(image, self._tick(frame.source), getattr(frame, "captured_mono", None))
-        if window not in self._windows:
-            cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
-            cv2.resizeWindow(window, image.shape[1], image.shape[0])
-            self._windows.add(window)
-        cv2.imshow(window, image)
-        self.shown += 1
+        with self._lock:
+            self._pending[_window(frame.source)] = image
+
+    def end_input(self, event: InputEnd) -> None:
+        with self._lock:
+            self._ended.add(_window(event.ref.source))
+
+    def pump(self) -> None:
+        """Main thread: show what is new, close ended inputs' windows, handle q / Esc."""
+        import cv2
+
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            ended, self._ended = self._ended, set()
+        for window, image in pending.items():
+            if window not in self._windows:
+                cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+                cv2.resizeWindow(window, image.shape[1], image.shape[0])
+                self._windows.add(window)
+            cv2.imshow(window, image)
+            self.shown += 1
+        for window in ended & self._windows:
+            self._windows.discard(window)
+            cv2.destroyWindow(window)
+        if not self._windows:
+            return
         key = cv2.waitKey(1) & 0xFF
-        if key in _QUIT_KEYS or cv2.getWindowProperty(window, cv2.WND_PROP_VISIBLE) < 1:
+        closed = any(cv2.getWindowProperty(w, cv2.WND_PROP_VISIBLE) < 1 for w in self._windows)
+        if not self.quit and (key in _QUIT_KEYS or closed):
             self.quit = True
             self.on_quit()
 
     def _tick(self, source: str) -> float:
-        """Frames per second shown for ``source``, smoothed over about ten frames."""
+        """Frames per second drawn for ``source``, smoothed over about ten frames."""
         now = time.perf_counter()
         last = self._last.get(source)
         self._last[source] = now
@@ -104,20 +126,18 @@ class DisplaySink(Sink):
             self._fps[source] = 0.9 * self._fps.get(source, 1 / (now - last)) + 0.1 / (now - last)
         return self._fps.get(source, 0.0)
 
-    def end_input(self, event: InputEnd) -> None:
-        self._close(f"densecnn: {event.ref.source}")
-
-    def _close(self, window: str) -> None:
+    def close(self) -> None:
+        """Main thread (the pipeline closes sinks there): destroy every window."""
         import cv2
 
-        if window in self._windows:
-            self._windows.discard(window)
-            cv2.destroyWindow(window)
+        if self._windows:
+            cv2.destroyAllWindows()
             cv2.waitKey(1)
+            self._windows.clear()
 
-    def close(self) -> None:
-        for window in list(self._windows):
-            self._close(window)
+
+def _window(source: str) -> str:
+    return f"densecnn: {source}"
 
 
 def _overlay(image: np.ndarray, fps: float, captured_mono: float | None) -> None:
