@@ -37,6 +37,7 @@ class EvalConfig:
     name: str = "exp"
     exist_ok: bool = False
     plots: bool = True
+    mask_mode: Literal["labels", "instances-to-foreground"] | None = None  # None: the checkpoint's
 
     def __post_init__(self) -> None:
         if not self.weights.is_file():

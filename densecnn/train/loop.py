@@ -67,8 +67,9 @@ class TrainTask:
     validate: ValidateFn
     meta: CheckpointMeta
     collate_fn: Callable[[list[Any]], Any] | None = None
+    val_collate_fn: Callable[[list[Any]], Any] | None = None  # None: collate_fn
     stages: Sequence[Sequence[nn.Module]] = ()
-    default_lr: float = 1e-3
+    default_lr: float = 1e-3  # for AdamW; SGD gets 10x
     val_batch: int | None = None
     notes: list[str] = field(default_factory=list)  # printed once before the first epoch
 
@@ -141,7 +142,9 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.train_loader = self._loader(task.train_data, shuffle=True, batch=cfg.batch)
         self.val_loader = self._loader(task.val_data, shuffle=False, batch=task.val_batch or cfg.batch)
-        self.lr = cfg.lr if cfg.lr is not None else task.default_lr
+        # default_lr is AdamW's; SGD without Adam's per-parameter scaling wants about 10x
+        sgd_scale = 10.0 if cfg.optimizer == "sgd" else 1.0
+        self.lr = cfg.lr if cfg.lr is not None else task.default_lr * sgd_scale
         self.optimizer = _optimizer(self.model, cfg, self.lr)
         self.steps_per_epoch = max(1, len(self.train_loader))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -163,7 +166,9 @@ class _Run:
             shuffle=shuffle,
             drop_last=shuffle and len(data) > batch,  # type: ignore[arg-type]  # BatchNorm dislikes a batch of 1
             num_workers=self.cfg.workers,
-            collate_fn=self.task.collate_fn,
+            collate_fn=self.task.collate_fn
+            if shuffle
+            else (self.task.val_collate_fn or self.task.collate_fn),
             generator=gen,
             worker_init_fn=_seed_worker,
             persistent_workers=self.cfg.workers > 0,
