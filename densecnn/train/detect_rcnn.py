@@ -116,7 +116,7 @@ class Validator:
 
 def build_task(cfg: TrainConfig) -> Any:
     """The loop's TrainTask for ``cfg``: data, model (ImageNet backbone or --weights), meta."""
-    from densecnn.tasks.detect.rcnn_backbone import build_fasterrcnn, fasterrcnn_meta
+    from densecnn.tasks.detect.rcnn_backbone import build_fasterrcnn
     from densecnn.train.freeze import backbone_stages
     from densecnn.train.loop import TrainTask
     from densecnn.train.start import imagenet_weights, load_matching, start_meta
@@ -145,12 +145,23 @@ def build_task(cfg: TrainConfig) -> Any:
         val_data=RcnnDataset(val_items, rcnn_transform(augment=False)) if val_items else None,
         train_step=train_step,
         validate=Validator(val_items, data.names),
-        meta=fasterrcnn_meta(model, backbone=backbone, class_names=data.names),
+        meta=_meta(model, backbone, data.names, cfg),
         collate_fn=collate,
         stages=backbone_stages(model.backbone.body),
         default_lr=1e-4,
         notes=notes,
     )
+
+
+def _meta(model: nn.Module, backbone: str, names: tuple[str, ...], cfg: TrainConfig) -> Any:
+    """Checkpoint metadata, with the split so `eval --split val` scores what training held out."""
+    import dataclasses
+
+    from densecnn.tasks.detect.rcnn_backbone import fasterrcnn_meta
+
+    meta = fasterrcnn_meta(model, backbone=backbone, class_names=names)
+    split = {"path": str(cfg.data), "val_fraction": cfg.val_fraction, "seed": cfg.seed}
+    return dataclasses.replace(meta, extra={**meta.extra, "data": split})
 
 
 def train_rcnn(cfg: TrainConfig) -> TrainOutcome:

@@ -126,10 +126,7 @@ def _train_args(cfg: TrainConfig, data_yaml: Path, run_dir: Path, pretrained: bo
         "epochs": cfg.epochs,
         "batch": cfg.batch,
         "imgsz": cfg.imgsz or DEFAULT_IMGSZ,
-        "optimizer": {"adamw": "AdamW", "sgd": "SGD"}[cfg.optimizer],
-        "lr0": cfg.lr or (0.001 if cfg.optimizer == "adamw" else 0.01),
-        "weight_decay": cfg.weight_decay,
-        "warmup_epochs": cfg.warmup_epochs,
+        **_optimizer_args(cfg),
         "patience": cfg.patience,
         "freeze": cfg.freeze or None,
         "seed": cfg.seed,
@@ -147,6 +144,23 @@ def _train_args(cfg: TrainConfig, data_yaml: Path, run_dir: Path, pretrained: bo
         args.update(mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0)
     args.update(dict(cfg.extra.get("ultralytics") or {}))  # expert overrides (API use, tests)
     return args
+
+
+def _optimizer_args(cfg: TrainConfig) -> dict[str, Any]:
+    """The optimizer settings the user typed; the rest stay Ultralytics' own tuned defaults
+    (``optimizer=auto``: AdamW at a class-count-based lr for short runs, SGD for long ones; weight
+    decay 5e-4; 3 warmup epochs). Without a CLI record of what was typed, ``cfg``'s values hold."""
+    given = cfg.extra.get("given")
+    typed = set(given) if isinstance(given, list | tuple) else None
+    out: dict[str, Any] = {}
+    if typed is None or typed & {"optimizer", "lr"}:
+        out["optimizer"] = {"adamw": "AdamW", "sgd": "SGD"}[cfg.optimizer]
+        out["lr0"] = cfg.lr or (0.001 if cfg.optimizer == "adamw" else 0.01)
+    if typed is None or "weight_decay" in typed:
+        out["weight_decay"] = cfg.weight_decay
+    if typed is None or "warmup_epochs" in typed:
+        out["warmup_epochs"] = cfg.warmup_epochs
+    return out
 
 
 def _device(cfg: TrainConfig) -> str:
