@@ -23,7 +23,7 @@ from densecnn.data.detection import load_detection_data, read_items, train_val
 from densecnn.data.detection_export import write_ultralytics_data
 from densecnn.device import select_device
 from densecnn.errors import UsageError, WeightsUnavailableError
-from densecnn.fsutil import atomic_write_json, next_run_dir
+from densecnn.fsutil import atomic_open, atomic_write_json, next_run_dir
 from densecnn.tasks.detect._ultralytics import import_ultralytics, offline_training
 from densecnn.train.config import TrainConfig, TrainOutcome
 
@@ -44,8 +44,9 @@ def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutc
 
     if cfg.resume is not None:
         last = _resume_checkpoint(cfg.resume)
-        model, args = YOLO(str(last)), {"resume": str(last), "workers": cfg.workers}
         run_dir = last.parent.parent
+        _trim_results(run_dir / "results.csv", _saved_epoch(last, run_dir))
+        model, args = YOLO(str(last)), {"resume": str(last), "workers": cfg.workers}
         if cfg.device != "auto":
             args["device"] = _device(cfg)
     else:
@@ -177,6 +178,32 @@ def _resume_checkpoint(path: Path) -> Path:
             hint="Give the YOLO run folder (runs/train/exp) or its weights/last.pt.",
         )
     return last.absolute()
+
+
+def _saved_epoch(last: Path, run_dir: Path) -> int:
+    """The 1-based epoch ``last.pt`` holds; UsageError when the run finished (nothing to resume)."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    _, ckpt = load_checkpoint(str(last))
+    epoch = int(ckpt.get("epoch", -1)) if isinstance(ckpt, dict) else -1
+    if epoch < 0 or ckpt.get("optimizer") is None:
+        raise UsageError(
+            f"{run_dir} already finished all its epochs: nothing to resume.",
+            hint=f"Start a new run from its weights: --weights {last}.",
+        )
+    return epoch + 1
+
+
+def _trim_results(path: Path, epochs: int) -> None:
+    """Drop results.csv rows after the saved epoch: Ultralytics writes an epoch's row before its
+    checkpoint, so an interrupt between the two would leave that epoch twice after --resume."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(float(ln.split(",")[0])) <= epochs]
+    if len(keep) != len(lines):
+        with atomic_open(path, "w") as fh:
+            fh.write("".join(keep))
 
 
 def _add_progress(model: Any, console: Console) -> None:
