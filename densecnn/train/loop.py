@@ -160,6 +160,8 @@ class _Run:
                 raise UsageError("No training images: the dataset (or its train split) is empty.")
             return None
         gen = torch.Generator().manual_seed(self.cfg.seed)
+        if shuffle:
+            self.train_gen = gen  # re-seeded every epoch, so a resumed run shuffles as the original
         return DataLoader(
             data,
             batch_size=batch,
@@ -238,13 +240,14 @@ class _Run:
             if self.freezer.apply(frozen):
                 state = "frozen" if frozen else "unfrozen"
                 self.console.print(f"Epoch {epoch + 1}: first {self.cfg.freeze} backbone stages {state}")
-        losses = self._train_epoch()
+        losses = self._train_epoch(epoch)
         metrics = self._validate(losses)
         row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], **losses, **metrics}
         row["time_s"] = round(time.perf_counter() - start, 2)
         return row
 
-    def _train_epoch(self) -> dict[str, float]:
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.train_gen.manual_seed(self.cfg.seed * 100_003 + epoch)
         self.model.train()
         if self.freezer is not None:
             self.freezer.keep_eval()
@@ -327,13 +330,22 @@ class _Run:
             self.console.print(note)
 
     def _print_row(self, row: dict[str, float]) -> None:
-        keys = [k for k in row if k not in ("epoch",)]
+        """One line per epoch under a header of the column names (``*``: new best fitness)."""
+        keys = [k for k in row if k != "epoch"]
+        widths = [max(len(k), 9) for k in keys]
+        epoch_w = 2 * len(str(self.cfg.epochs)) + 1
         if not self.printed_header:
             self.printed_header = True
-            self.console.print("  ".join(f"[bold]{k:>11}[/]" for k in ["epoch", *keys]))
+            header = [f"{'epoch':>{max(epoch_w, 5)}}"] + [
+                f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)
+            ]
+            self.console.print(" ".join(header), style="bold", highlight=False, soft_wrap=True)
         star = " *" if self.best_epoch == row["epoch"] else ""
-        cells = [f"{int(row['epoch']):>5}/{self.cfg.epochs:<5}"] + [f"{_short(row[k]):>11}" for k in keys]
-        self.console.print("  ".join(cells) + star, highlight=False)
+        epoch = f"{int(row['epoch'])}/{self.cfg.epochs}"
+        cells = [f"{epoch:>{max(epoch_w, 5)}}"] + [
+            f"{_short(row[k]):>{w}}" for k, w in zip(keys, widths, strict=True)
+        ]
+        self.console.print(" ".join(cells) + star, highlight=False, soft_wrap=True)
 
     def _outcome(self, stopped_early: bool) -> TrainOutcome:
         last = self.rows[-1] if self.rows else {}
