@@ -28,12 +28,14 @@ negative mean training loss. Ctrl-C leaves ``last`` from the previous complete e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,16 @@ from densecnn.errors import UsageError
 from densecnn.fsutil import atomic_write_json, next_run_dir
 from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import StageFreezer
-from densecnn.train.records import load_train_state, save_train_state, write_results_csv, write_results_png
+from densecnn.train.records import (
+    load_train_state,
+    resolve_resume,
+    resume_dir,
+    save_train_state,
+    write_results_csv,
+    write_results_png,
+)
+
+__all__ = ["TrainTask", "fit", "resolve_resume", "seed_everything"]
 
 StepFn = Callable[[nn.Module, Any, torch.device], "torch.Tensor | dict[str, torch.Tensor]"]
 ValidateFn = Callable[[nn.Module, DataLoader, torch.device], dict[str, float]]
@@ -84,37 +95,6 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.backends.cudnn.deterministic = True
         # warn_only: a few CUDA ops (e.g. bilinear upsampling backward) have no deterministic kernel
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def resolve_resume(cfg: TrainConfig) -> TrainConfig:
-    """With ``--resume RUN_DIR`` (or its ``weights/last.safetensors``): the run's own ``args.json``,
-    keeping from ``cfg`` only what may change between sessions (``--epochs`` when larger, device,
-    workers). Without ``--resume``: ``cfg`` unchanged."""
-    if cfg.resume is None:
-        return cfg
-    run_dir = resume_dir(cfg.resume)
-    saved = json.loads((run_dir / "args.json").read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    args: dict[str, Any] = {k: v for k, v in saved.items() if k in fields}
-    for key in ("data", "weights", "project", "resume"):
-        args[key] = Path(args[key]) if args.get(key) is not None else None
-    args["class_names"] = tuple(args.get("class_names") or ())
-    given = set(cfg.extra.get("given", ()))  # option names the user typed (the CLI fills this)
-    epochs = cfg.epochs if "epochs" in given or cfg.epochs > args["epochs"] else args["epochs"]
-    args.update(epochs=epochs, device=cfg.device, workers=cfg.workers, resume=run_dir, exist_ok=True)
-    args["name"], args["project"] = run_dir.name, run_dir.parent
-    return TrainConfig(**args)
-
-
-def resume_dir(path: Path) -> Path:
-    """The run folder of ``--resume PATH`` (a run folder, or a file in its ``weights/``)."""
-    run_dir = path.parent.parent if path.is_file() else path
-    if not (run_dir / "args.json").is_file():
-        raise UsageError(
-            f"--resume {path}: not a densecnn training run (no args.json in {run_dir}).",
-            hint="Pass the run folder (runs/train/exp) or its weights/last.safetensors.",
-        )
-    return run_dir
 
 
 def fit(cfg: TrainConfig, task: TrainTask, *, console: Console | None = None) -> TrainOutcome:
@@ -211,15 +191,16 @@ class _Run:
     def fit(self) -> TrainOutcome:
         if self.cfg.resume is not None:
             self._restore()
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.run_dir / "args.json", _jsonable(dataclasses.asdict(self.cfg)))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # on resume too: a later --resume reads the new --epochs from here
+        atomic_write_json(self.run_dir / "args.json", _jsonable(dataclasses.asdict(self.cfg)))
         self._header()
         stopped_early = False
         try:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 row = self._epoch(epoch)
-                self._save(epoch, row)
+                with _sigint_deferred():  # an epoch's files are saved completely or not at all
+                    self._save(epoch, row)
                 self._print_row(row)
                 if self.cfg.patience and epoch + 1 - self.best_epoch >= self.cfg.patience:
                     stopped_early = epoch + 1 < self.cfg.epochs
@@ -314,8 +295,8 @@ class _Run:
             "history": self.rows,
             "scaler": self.scaler.state_dict() if self.amp else None,
         }
-        save_train_state(self.weights_dir, optimizer=self.optimizer, info=info)
         write_results_csv(self.run_dir / "results.csv", self.rows)
+        save_train_state(self.weights_dir, optimizer=self.optimizer, info=info)
 
     def _header(self) -> None:
         cfg, n_val = self.cfg, len(self.task.val_data or ())  # type: ignore[arg-type]
@@ -382,6 +363,22 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Opt
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     return torch.optim.AdamW(groups, lr=lr)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done, then raise it (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -10,6 +10,7 @@ from the previous complete epoch.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -21,6 +22,7 @@ import torch
 
 from densecnn.errors import UsageError
 from densecnn.fsutil import atomic_open, atomic_write_bytes, atomic_write_json
+from densecnn.train.config import TrainConfig
 
 STATE_TENSORS = "last.state.safetensors"
 STATE_JSON = "last.state.json"
@@ -119,3 +121,34 @@ def load_train_state(weights_dir: Path, *, optimizer: torch.optim.Optimizer) -> 
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     return dict(payload)
+
+
+def resolve_resume(cfg: TrainConfig) -> TrainConfig:
+    """With ``--resume RUN_DIR`` (or its ``weights/last.safetensors``): the run's own ``args.json``,
+    keeping from ``cfg`` only what may change between sessions (``--epochs`` when larger, device,
+    workers). Without ``--resume``: ``cfg`` unchanged."""
+    if cfg.resume is None:
+        return cfg
+    run_dir = resume_dir(cfg.resume)
+    saved = json.loads((run_dir / "args.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    args: dict[str, Any] = {k: v for k, v in saved.items() if k in fields}
+    for key in ("data", "weights", "project", "resume"):
+        args[key] = Path(args[key]) if args.get(key) is not None else None
+    args["class_names"] = tuple(args.get("class_names") or ())
+    given = set(cfg.extra.get("given", ()))  # option names the user typed (the CLI fills this)
+    epochs = cfg.epochs if "epochs" in given or cfg.epochs > args["epochs"] else args["epochs"]
+    args.update(epochs=epochs, device=cfg.device, workers=cfg.workers, resume=run_dir, exist_ok=True)
+    args["name"], args["project"] = run_dir.name, run_dir.parent
+    return TrainConfig(**args)
+
+
+def resume_dir(path: Path) -> Path:
+    """The run folder of ``--resume PATH`` (a run folder, or a file in its ``weights/``)."""
+    run_dir = path.parent.parent if path.is_file() else path
+    if not (run_dir / "args.json").is_file():
+        raise UsageError(
+            f"--resume {path}: not a densecnn training run (no args.json in {run_dir}).",
+            hint="Pass the run folder (runs/train/exp) or its weights/last.safetensors.",
+        )
+    return run_dir
