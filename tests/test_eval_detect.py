@@ -247,3 +247,25 @@ def test_coco_json_errors_name_file_and_place(tmp_path: Path, corrupt: str) -> N
         assert problems[0].startswith(f"{path}:{line}:")
     else:
         assert problems[0].startswith(f"{path}: annotations[0] (id 7): category_id 3")
+
+
+def test_results_with_masks_become_segm_records() -> None:
+    """Any Result carrying ``masks`` (N, H, W) bool (a YOLO-seg predictor's) yields COCO RLE records
+    in dataset class ids; classes the dataset lacks are dropped with their masks."""
+    from faster_coco_eval.core import mask as mask_utils
+
+    from densecnn.eval.detect import _result_records
+    from densecnn.results import Detections
+
+    masks = np.zeros((3, 20, 30), dtype=bool)
+    masks[0, 2:8, 3:9] = True
+    masks[1, 10:15, 0:30] = True
+    masks[2, 0:5, 25:30] = True
+    det = Detections([[3, 2, 9, 8], [0, 10, 30, 15], [25, 0, 30, 5]], [0.9, 0.8, 0.7], [5, 0, 2])
+    det.masks = masks  # type: ignore[attr-defined]  # what an instance-segmentation result adds
+    records = _result_records(4, det, {0: 0, 5: 1})  # model class 2 is not in the dataset
+    assert [r["category_id"] for r in records] == [2, 1]
+    for rec, m in zip(records, masks[:2], strict=True):
+        assert rec["image_id"] == 4
+        rle = {"size": rec["segmentation"]["size"], "counts": rec["segmentation"]["counts"].encode()}
+        assert np.array_equal(mask_utils.decode(rle).astype(bool), m)

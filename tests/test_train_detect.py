@@ -206,6 +206,8 @@ def test_malformed_yolo_labels_name_file_and_line(tmp_path: Path, run_cli: CliRu
     assert r.returncode == 2
     assert f"{label}:2:" in r.stderr and f"{label}:4:" in r.stderr
     assert not (tmp_path / "runs").exists()  # nothing started
+    r = run_cli("data", "check", str(tmp_path / "ds" / "data.yaml"))
+    assert r.returncode != 0 and f"{label}:6:" in r.stdout + r.stderr
 
 
 def test_zoo_weights_are_never_downloaded(tmp_path: Path, run_cli: CliRunner) -> None:

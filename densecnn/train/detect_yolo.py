@@ -57,6 +57,8 @@ def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutc
         args = _train_args(cfg, data_yaml, run_dir, pretrained)
         atomic_write_json(run_dir / "args.json", _jsonable(dataclasses.asdict(cfg)))
     _add_progress(model, console)
+    if cfg.freeze and cfg.freeze_epochs is not None and cfg.resume is None:
+        _add_unfreeze(model, cfg.freeze_epochs, console)
     try:
         with offline_training():
             model.train(**args)
@@ -204,6 +206,21 @@ def _trim_results(path: Path, epochs: int) -> None:
     if len(keep) != len(lines):
         with atomic_open(path, "w") as fh:
             fh.write("".join(keep))
+
+
+def _add_unfreeze(model: Any, epoch: int, console: Console) -> None:
+    """``--freeze N --freeze-epochs E``: Ultralytics freezes for the whole run; thaw at epoch E + 1.
+    Its optimizer holds the frozen parameters too, so they train from then on."""
+
+    def on_train_epoch_start(trainer: Any) -> None:
+        if trainer.epoch != epoch:
+            return
+        for name, p in trainer.model.named_parameters():
+            if ".dfl" not in name and p.dtype.is_floating_point:  # the DFL projection stays fixed
+                p.requires_grad_(True)
+        console.print(f"Epoch {epoch + 1}: frozen layers unfrozen")
+
+    model.add_callback("on_train_epoch_start", on_train_epoch_start)
 
 
 def _add_progress(model: Any, console: Console) -> None:
