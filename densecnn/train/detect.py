@@ -21,12 +21,8 @@ def is_yolo(model: str | None) -> bool:
 
 def train(cfg: TrainConfig) -> TrainOutcome:
     """Train the detector ``cfg.model`` names (default ``yolov8n``) on ``cfg.data``."""
-    weights_is_rcnn = cfg.weights is not None and cfg.weights.suffix == ".safetensors"
-    if cfg.model == "fasterrcnn" or (cfg.model is None and weights_is_rcnn):
-        from densecnn.train.detect_rcnn import train_rcnn
-
-        return train_rcnn(cfg)
-    if (cfg.resume is not None and cfg.resume.suffix == ".safetensors") or _rcnn_run(cfg):
+    from_rcnn = cfg.model is None and cfg.weights is not None and cfg.weights.suffix == ".safetensors"
+    if cfg.model == "fasterrcnn" or from_rcnn or _rcnn_run(cfg):
         from densecnn.train.detect_rcnn import train_rcnn
 
         return train_rcnn(cfg)
@@ -43,5 +39,7 @@ def train(cfg: TrainConfig) -> TrainOutcome:
 
 
 def _rcnn_run(cfg: TrainConfig) -> bool:
-    """A ``--resume RUN_DIR`` whose run was a Faster R-CNN one (it has last.safetensors)."""
-    return cfg.resume is not None and (cfg.resume / "weights" / "last.safetensors").is_file()
+    """``--resume`` of a Faster R-CNN run: its last.safetensors, or a run folder holding one."""
+    if cfg.resume is None:
+        return False
+    return cfg.resume.suffix == ".safetensors" or (cfg.resume / "weights" / "last.safetensors").is_file()
