@@ -169,7 +169,7 @@ def test_yolo_resume_continues_after_interrupt(tmp_path: Path) -> None:
 def test_fasterrcnn_trains_and_checkpoint_loads_in_detect(tmp_path: Path, run_cli: CliRunner) -> None:
     data = pennfudan_yaml(tmp_path / "pf", 8)
     args = ["--data", str(data), "--model", "fasterrcnn", "--backbone", "resnet18", "--epochs", "2"]
-    args += ["--imgsz", "160", "--batch", "2", "--lr", "3e-4", "--workers", "0", "--val-fraction", "0.25"]
+    args += ["--imgsz", "128", "--batch", "2", "--lr", "3e-4", "--workers", "0", "--val-fraction", "0.25"]
     r = run_cli("train", "detect", *args, "--no-pretrained")
     assert r.returncode == 0, r.stderr + r.stdout
     run = tmp_path / "runs" / "train" / "exp"
