@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -110,7 +110,8 @@ def train_command(
 
     configure_logging(verbose)
     with user_errors(verbose=verbose):
-        given = [p for p in ctx.params if ctx.get_parameter_source(p) == click_source().COMMANDLINE]
+        # typer vendors its own click: compare the ParameterSource by name
+        given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"]
         if data is None and resume is None:
             raise UsageError(f"train {task} needs --data (or --resume RUN_DIR).")
         if task != "segment" and ("mask_mode" in given):
@@ -159,12 +160,6 @@ def train_command(
             )
             raise typer.Exit(130) from None
     _report(outcome)
-
-
-def click_source() -> Any:  # click's enum, imported here to keep the module import light
-    from click.core import ParameterSource
-
-    return ParameterSource
 
 
 def _report(outcome: TrainOutcome) -> None:

@@ -22,7 +22,7 @@ from densecnn.checkpoint import CheckpointMeta
 from densecnn.data.imagefolder import Sample, open_image_folder
 from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import backbone_stages
-from densecnn.train.loop import TrainTask, fit, resolve_resume
+from densecnn.train.loop import TrainTask, fit, resolve_resume, seed_everything
 from densecnn.train.start import imagenet_weights, load_matching, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, classify_transform
 
@@ -99,6 +99,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     from densecnn.tasks.classify.head import build_classifier
     from densecnn.train.segment import as_list
 
+    seed_everything(cfg.seed, deterministic=cfg.deterministic)  # the model's init is part of the run
     notes: list[str] = []
     meta0 = start_meta(cfg.weights, task="classify")
     if cfg.model is not None and cfg.model.lower() != "classifier":

@@ -125,8 +125,9 @@ def load_train_state(weights_dir: Path, *, optimizer: torch.optim.Optimizer) -> 
 
 def resolve_resume(cfg: TrainConfig) -> TrainConfig:
     """With ``--resume RUN_DIR`` (or its ``weights/last.safetensors``): the run's own ``args.json``,
-    keeping from ``cfg`` only what may change between sessions (``--epochs`` when larger, device,
-    workers). Without ``--resume``: ``cfg`` unchanged."""
+    keeping from ``cfg`` only what may change between sessions: device, workers, and ``epochs`` when
+    the user gave it (``"epochs"`` in ``cfg.extra["given"]``, the option names typed on the command
+    line). Without ``--resume``: ``cfg`` unchanged."""
     if cfg.resume is None:
         return cfg
     run_dir = resume_dir(cfg.resume)
@@ -137,7 +138,7 @@ def resolve_resume(cfg: TrainConfig) -> TrainConfig:
         args[key] = Path(args[key]) if args.get(key) is not None else None
     args["class_names"] = tuple(args.get("class_names") or ())
     given = set(cfg.extra.get("given", ()))  # option names the user typed (the CLI fills this)
-    epochs = cfg.epochs if "epochs" in given or cfg.epochs > args["epochs"] else args["epochs"]
+    epochs = cfg.epochs if "epochs" in given else args["epochs"]
     args.update(epochs=epochs, device=cfg.device, workers=cfg.workers, resume=run_dir, exist_ok=True)
     args["name"], args["project"] = run_dir.name, run_dir.parent
     return TrainConfig(**args)

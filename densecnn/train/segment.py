@@ -29,7 +29,7 @@ from densecnn.data.masks import MaskPair, MasksFolder, open_masks_folder, read_m
 from densecnn.errors import UsageError
 from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import backbone_stages
-from densecnn.train.loop import TrainTask, fit, resolve_resume
+from densecnn.train.loop import TrainTask, fit, resolve_resume, seed_everything
 from densecnn.train.start import imagenet_weights, load_matching, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, segment_transform
 
@@ -139,6 +139,7 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     from densecnn.backbones.heads import HEADS
     from densecnn.tasks.segment.smp_heads import build_deeplabv3plus, build_unet
 
+    seed_everything(cfg.seed, deterministic=cfg.deterministic)  # the model's init is part of the run
     notes: list[str] = []
     meta0 = start_meta(cfg.weights, task="segment")
     arch = (cfg.model or (meta0.arch if meta0 else "unet")).lower()
