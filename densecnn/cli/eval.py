@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -94,20 +95,21 @@ def eval_command(
             name=name,
             exist_ok=exist_ok,
             plots=plots,
-            mask_mode=mask_mode,  # type: ignore[arg-type]
+            mask_mode=mask_mode or trained.get("mask_mode"),  # type: ignore[arg-type]
         )
         outcome = importlib.import_module(f"densecnn.eval.{task}").evaluate(cfg)
         write_metrics(outcome, cfg)
         print_outcome(outcome, title=f"eval {task}: {weights} on {data} ({split})", console=console)
 
 
-def _training_split(weights: Path) -> dict[str, float]:
-    """``val_fraction`` and ``seed`` a densecnn checkpoint was trained with (empty for other files)."""
+def _training_split(weights: Path) -> dict[str, Any]:
+    """``val_fraction``, ``seed`` (and ``mask_mode``) a densecnn checkpoint was trained with (empty
+    for other files)."""
     from densecnn.checkpoint import read_meta
 
     meta = read_meta(weights) if weights.is_file() else None
     data = (meta.extra.get("data") or {}) if meta is not None else {}
-    return {k: data[k] for k in ("val_fraction", "seed") if k in data}
+    return {k: data[k] for k in ("val_fraction", "seed", "mask_mode") if k in data}
 
 
 for _task in ("detect", "segment", "classify"):
