@@ -34,12 +34,18 @@ def _root(
 
 def _register() -> None:
     from densecnn.cli import classify, detect, models, segment, weights
+    from densecnn.cli import data as data_cli
+    from densecnn.cli import eval as eval_cli
+    from densecnn.cli import train as train_cli
 
     app.command("detect", no_args_is_help=True)(detect.detect)
     app.command("segment", no_args_is_help=True)(segment.segment)
     app.command("classify", no_args_is_help=True)(classify.classify)
     app.command("models")(models.models)
     app.add_typer(weights.app, name="weights")
+    app.add_typer(train_cli.app, name="train")
+    app.add_typer(eval_cli.app, name="eval")
+    app.add_typer(data_cli.app, name="data")
 
 
 _register()

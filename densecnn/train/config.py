@@ -51,6 +51,8 @@ class TrainConfig:
     name: str = "exp"
     exist_ok: bool = False
     resume: Path | None = None
+    mask_mode: Literal["labels", "instances-to-foreground"] = "labels"
+    ignore_index: int = 255
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +72,10 @@ class TrainConfig:
             raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if self.num_classes is not None and self.num_classes < 1:
             raise UsageError(f"--num-classes must be at least 1, got {self.num_classes}.")
+        if self.mask_mode not in ("labels", "instances-to-foreground"):
+            raise UsageError(
+                f"--mask-mode must be labels or instances-to-foreground, got {self.mask_mode!r}."
+            )
         if self.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"--optimizer must be adamw or sgd, got {self.optimizer!r}.")
         if not self.name or "/" in self.name or self.name in (".", ".."):

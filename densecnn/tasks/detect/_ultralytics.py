@@ -36,3 +36,42 @@ def full_unpickling() -> Iterator[None]:
         yield
     finally:
         tasks.SAFE_LOAD = previous
+
+
+@contextlib.contextmanager
+def offline_training() -> Iterator[None]:
+    """Ultralytics' trainer with the network calls it makes even when offline replaced.
+
+    - ``check_font`` HEAD-requests Arial.ttf from GitHub whenever the font is not cached (every
+      ``check_det_dataset`` call, and label drawing): matplotlib's bundled DejaVu Sans serves instead.
+    - ``check_amp`` downloads yolo26n.pt to compare fp32 and AMP outputs on CUDA: skipped, AMP stays
+      as asked (``--amp``/``--no-amp``; it is never used on CPU).
+    """
+    import_ultralytics()
+    from ultralytics.data import utils as data_utils
+    from ultralytics.engine import trainer
+    from ultralytics.utils import checks, plotting
+
+    saved = [
+        (data_utils, "check_font", data_utils.check_font),
+        (plotting, "check_font", plotting.check_font),
+        (checks, "check_font", checks.check_font),
+        (trainer, "check_amp", trainer.check_amp),
+    ]
+    for module, name, _ in saved:
+        setattr(module, name, _local_font if name == "check_font" else _amp_as_asked)
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
+
+
+def _local_font(font: str = "Arial.ttf") -> str:
+    from matplotlib import font_manager
+
+    return str(font_manager.findfont("DejaVu Sans"))
+
+
+def _amp_as_asked(model: object) -> bool:
+    return True

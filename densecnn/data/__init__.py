@@ -1,0 +1,1 @@
+"""Datasets in the formats users already have: YOLO, COCO JSON, masks folders, ImageFolder."""

@@ -1,0 +1,45 @@
+"""``densecnn train detect``: YOLO models through Ultralytics' trainer, ``fasterrcnn`` on a registry
+backbone through densecnn's own loop."""
+
+from __future__ import annotations
+
+from densecnn.errors import UsageError
+from densecnn.train.config import TrainConfig, TrainOutcome
+
+
+def is_yolo(model: str | None) -> bool:
+    """YOLO: the default, a ``.yaml`` model config, or a registered YOLO model name."""
+    if model is None or model.endswith((".yaml", ".yml", ".pt")):
+        return True
+    from densecnn.zoo import MODELS
+
+    spec = MODELS.get(model)
+    if spec.task != "detect":
+        raise UsageError(f"--model {model} is a {spec.task} model; `train detect` needs a detector.")
+    return spec.family == "yolo"
+
+
+def train(cfg: TrainConfig) -> TrainOutcome:
+    """Train the detector ``cfg.model`` names (default ``yolov8n``) on ``cfg.data``."""
+    from_rcnn = cfg.model is None and cfg.weights is not None and cfg.weights.suffix == ".safetensors"
+    if cfg.model == "fasterrcnn" or from_rcnn or _rcnn_run(cfg):
+        from densecnn.train.detect_rcnn import train_rcnn
+
+        return train_rcnn(cfg)
+    if not is_yolo(cfg.model):
+        raise UsageError(
+            f"--model {cfg.model}: densecnn trains YOLO models and `fasterrcnn` (with --backbone).",
+            hint="torchvision's fasterrcnn_* zoo models: use --model fasterrcnn --backbone resnet50 etc.",
+        )
+    if cfg.backbone is not None:
+        raise UsageError("--backbone goes with --model fasterrcnn; YOLO models have their own backbone.")
+    from densecnn.train.detect_yolo import train_yolo
+
+    return train_yolo(cfg)
+
+
+def _rcnn_run(cfg: TrainConfig) -> bool:
+    """``--resume`` of a Faster R-CNN run: its last.safetensors, or a run folder holding one."""
+    if cfg.resume is None:
+        return False
+    return cfg.resume.suffix == ".safetensors" or (cfg.resume / "weights" / "last.safetensors").is_file()

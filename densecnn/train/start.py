@@ -1,0 +1,83 @@
+"""Where a model's training starts: ImageNet backbone weights from the store, or a task checkpoint.
+
+- ``--pretrained`` (default): the backbone's ImageNet weights when the weight store holds them
+  (``densecnn weights fetch``); no download is tried, and without them training starts from
+  scratch and says so.
+- ``--weights FILE``: a densecnn checkpoint (or a state dict) of the same architecture; tensors
+  whose shape differs (the classifier layer when the class count changes) are left freshly
+  initialised, and the run says which.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from densecnn.checkpoint import CheckpointMeta, load_state_dict, read_meta
+from densecnn.errors import UsageError
+
+
+def imagenet_weights(backbone: str, *, pretrained: bool, notes: list[str]) -> Path | bool:
+    """The cached ImageNet file of ``backbone`` (for ``pretrained_backbone=``), else False with a note."""
+    if not pretrained:
+        return False
+    from densecnn.backbones import BACKBONES
+    from densecnn.zoo.store import WeightStore
+
+    spec = BACKBONES.get(backbone)
+    if spec.weights is None:
+        notes.append(f"{backbone} has no ImageNet weights: training from scratch.")
+        return False
+    store = WeightStore()
+    if not store.is_cached(spec.weights):
+        notes.append(
+            f"No ImageNet weights for {backbone} in the weight store ({store.path(spec.weights)}): "
+            f"training from scratch. `densecnn weights fetch {spec.classifier_arch or backbone}` "
+            "gets them where the network allows."
+        )
+        return False
+    notes.append(f"Backbone {backbone}: ImageNet weights from {store.path(spec.weights)}")
+    return store.path(spec.weights)
+
+
+def start_meta(weights: Path | None, *, task: str) -> CheckpointMeta | None:
+    """The metadata of a densecnn ``--weights`` checkpoint of ``task`` (None for other files)."""
+    if weights is None:
+        return None
+    if not weights.is_file():
+        raise UsageError(f"--weights {weights}: no such file.")
+    meta = read_meta(weights)
+    if meta is not None and meta.task != task:
+        raise UsageError(
+            f"--weights {weights} is a densecnn {meta.task} checkpoint; `train {task}` needs a {task} one."
+        )
+    return meta
+
+
+def load_matching(model: nn.Module, weights: Path, notes: list[str]) -> None:
+    """Load the tensors of ``weights`` that fit ``model``; the rest stay as initialised (noted)."""
+    state = load_state_dict(weights)
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not fits:
+        raise UsageError(
+            f"--weights {weights}: none of its tensors fit this model.",
+            hint="Start from a checkpoint of the same architecture and backbone.",
+        )
+    reshaped = sorted(k for k in state if k in own and own[k].shape != state[k].shape)
+    missing = sorted(k for k in own if k not in fits)
+    with torch.no_grad():
+        model.load_state_dict(fits, strict=False)
+    notes.append(f"Started from {weights}: {len(fits)}/{len(own)} tensors loaded.")
+    if reshaped:
+        notes.append(
+            f"Re-initialised {len(reshaped)} tensor(s) whose shape differs (new class count): "
+            + ", ".join(reshaped[:6])
+            + (" ..." if len(reshaped) > 6 else "")
+        )
+    elif missing:
+        notes.append(
+            f"{len(missing)} tensor(s) not in the file stay freshly initialised: {', '.join(missing[:4])}"
+        )
