@@ -28,9 +28,9 @@ import eval_embedded
 EMBEDDED = [name for name, spec in MODELS.items() if spec.weights is not None and spec.weights.embedded]
 PEOPLE = ("astronaut.jpg", "camera.jpg")  # the sample photos that show a person (samples/LICENSES.md)
 # Floors on the 28 held-out Penn-Fudan images, a margin below what `make models` measured (MODELS.md).
-RECALL_FLOOR = 0.80
-PRECISION_FLOOR = 0.60
-PERSON_IOU_FLOOR = 0.55
+RECALL_FLOOR = 0.50
+PRECISION_FLOOR = 0.70
+PERSON_IOU_FLOOR = 0.33
 
 
 def test_one_embedded_model_per_task() -> None:

@@ -4,15 +4,17 @@ Steps (each one also runs alone: `python tools/build_models.py STEP`):
   prepare  datasets under build/embedded (Penn-Fudan split + coco128 persons), see embedded_data.py
   detect   yolov8n from scratch through Ultralytics' own trainer
   segment  U-Net (smp) on a registry backbone, person vs background
-  export   fp16 safetensors into weights/, sha256 + size printed for the zoo
+  export   fp16 safetensors into weights/; their sha256 + size written into densecnn/zoo/embedded.py
   eval     held-out Penn-Fudan figures with `densecnn eval` / the embedded predictors
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -113,9 +115,11 @@ def _register() -> None:
     text = path.read_text()
     for const, name in (("DETECT_FILE", "person-yolov8n"), ("SEGMENT_FILE", "person-unet")):
         file = WEIGHTS / f"{name}.safetensors"
-        entry = f'{const} = ("{file.name}", "{sha256_file(file)}", {file.stat().st_size})'
-        text = re.sub(rf"^{const} = \(.*\)$", entry, text, count=1, flags=re.M)
-        print(f"export: {entry}")
+        digest, size = sha256_file(file), file.stat().st_size
+        entry = f'{const} = (\n    "{file.name}",\n    "{digest}",\n    {size},\n)'  # as ruff formats it
+        text, n = re.subn(rf"^{const} = \([^)]*\)", entry, text, count=1, flags=re.M)
+        assert n == 1, f"{const} not found in {path}"
+        print(f"export: {name} sha256 {digest}, {size} bytes")
     path.write_text(text)
 
 
@@ -124,10 +128,11 @@ def evaluate() -> dict[str, float]:
     sys.path.insert(0, str(ROOT))
     import eval_embedded
 
-    from densecnn.tasks.detect._ultralytics import import_ultralytics
+    from densecnn.tasks.detect._ultralytics import full_unpickling, import_ultralytics
 
     test = embedded_data.pennfudan_split(DATA).test
-    yolo = import_ultralytics().YOLO(str(_yolo_run_best()))
+    with full_unpickling():  # our own training run's best.pt
+        yolo = import_ultralytics().YOLO(str(_yolo_run_best()))
     val = yolo.val(
         data=str(BUILD / "yolo" / "data.yaml"),
         split="test",
@@ -140,16 +145,31 @@ def evaluate() -> dict[str, float]:
         exist_ok=True,
     )
     figures = {"detect_map50": float(val.box.map50), "detect_map50_95": float(val.box.map)}
-    figures |= {f"detect_{k}": v for k, v in eval_embedded.detection_recall(DATA, test).items()}
-    figures |= {f"segment_{k}": v for k, v in eval_embedded.segmentation_iou(DATA, test).items()}
+    # The shipped files by path: this process may hold the zoo's digests from before `export`.
+    recall = eval_embedded.detection_recall(DATA, test, weights=WEIGHTS / "person-yolov8n.safetensors")
+    iou = eval_embedded.segmentation_iou(DATA, test, weights=WEIGHTS / "person-unet.safetensors")
+    figures |= {f"detect_{k}": v for k, v in recall.items()}
+    figures |= {f"segment_{k}": v for k, v in iou.items()}
     fp32 = BUILD / "runs" / "person-unet" / "weights" / "best.safetensors"
     figures["segment_person_iou_fp32"] = eval_embedded.segmentation_iou(DATA, test, weights=fp32)[
         "person_iou"
     ]
+    _densecnn_eval("detect", _yolo_run_best(), BUILD / "yolo" / "test.yaml", "val")
+    _densecnn_eval("segment", WEIGHTS / "person-unet.safetensors", BUILD / "masks" / "test", "all")
     for key, value in figures.items():
         print(f"eval: {key} = {value:.4f}" if isinstance(value, float) else f"eval: {key} = {value}")
     (BUILD / "figures.json").write_text(json.dumps(figures, indent=2))
     return figures
+
+
+def _densecnn_eval(task: str, weights: Path, data: Path, split: str) -> None:
+    """`densecnn eval TASK` on the held-out data (prints its table), where this checkout has it."""
+    if importlib.util.find_spec("densecnn.cli.eval") is None:
+        print(f"eval: `densecnn eval` is not in this checkout; {task} figures above only")
+        return
+    args = ["eval", task, "--weights", str(weights), "--data", str(data), "--split", split]
+    args += ["--project", str(BUILD / "runs" / "eval"), "--name", task, "--exist-ok"]
+    subprocess.run([sys.executable, "-m", "densecnn", *args], cwd=ROOT, check=True)
 
 
 STEPS = {

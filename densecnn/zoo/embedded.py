@@ -17,13 +17,13 @@ _LICENSE = "AGPL-3.0 (weights); trained on Penn-Fudan (research use) and COCO128
 # file name, sha256, size in bytes (printed by `make models`)
 DETECT_FILE = (
     "person-yolov8n.safetensors",
-    "ce3b60930cc0376bdebdf8369c331a9a6f10082523c8655230925ac780894f6e",
+    "0efeb8c7f1bbdb7088904165a495f49b71e52a463f50d1f85e80aba86d79f806",
     6077142,
 )
 SEGMENT_FILE = (
     "person-unet.safetensors",
-    "0a5efa63c4e397ae9c0ca4dd40f44a7a3d85a38e3bdd85ce268eaa5b31c8cf82",
-    3982260,
+    "8ae77c3046619aabdcd6f4c64c4bfb2c75d8ea7d9321e1117104b8a6af881a38",
+    3982188,
 )
 
 
