@@ -55,6 +55,9 @@ def load_segmenter(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
     if meta is not None:
         return _from_checkpoint(cfg, meta)
     spec = resolve_spec(cfg.model)
+    if spec.family == "densecnn" and spec.weights is not None and cfg.backbone is None:  # embedded
+        path = (store or WeightStore()).fetch(spec.weights, model=spec.name)
+        return _from_checkpoint(replace(cfg, model=None, weights=path), read_meta(path))[0], spec
     if spec.family == "densecnn":
         raise _needs_checkpoint(spec, cfg)
     if spec.family != "torchvision":
