@@ -156,7 +156,7 @@ def test_classes_filter_and_numbered_runs(tmp_path: Path, run_cli: CliRunner, yo
 
 def test_missing_weights_offline_says_what_to_do(tmp_path: Path, run_cli: CliRunner) -> None:
     image = need_data(COCO8) / "val/000000000036.jpg"
-    r = run_cli("detect", str(image))
+    r = run_cli("detect", str(image), "--model", "yolov8n")  # named: no embedded fallback
     assert r.returncode == 3
     assert "yolov8n.pt" in r.stderr and "--weights" in r.stderr and "DENSECNN_WEIGHTS_MIRROR" in r.stderr
     assert str(tmp_path / "_weights") in r.stderr

@@ -325,7 +325,8 @@ def test_cli_list_and_models_show_every_model(tmp_path: Path) -> None:
             assert name in proc.stdout, (args, name)
     records = json.loads(_cli("weights", "list", "--json", weights_dir=tmp_path).stdout)
     assert [r["model"] for r in records] == [n for n, s in MODELS.items() if s.weights is not None]
-    assert all(r["cached"] is False for r in records)
+    embedded = {n for n, s in MODELS.items() if s.weights is not None and s.weights.embedded}
+    assert all(r["cached"] is (r["model"] in embedded) for r in records)  # embedded: ship in weights/
     models = json.loads(_cli("models", "--json", "--task", "detect", weights_dir=tmp_path).stdout)
     assert {m["name"] for m in models} == {n for n, s in MODELS.items() if s.task == "detect"}
     assert _cli("models", "--task", "nope", weights_dir=tmp_path).returncode == 2

@@ -43,15 +43,18 @@ def test_entry_is_consistent(name: str) -> None:
     assert spec.task in get_args(Task)
     assert spec.family in get_args(Family)
     assert spec.description
-    if spec.family == "densecnn":  # built on --backbone: weights and classes come from a checkpoint
+    if spec.family == "densecnn" and not spec.fallback:  # on --backbone: weights come from a checkpoint
         assert spec.weights is None and not spec.classes
         return
     assert spec.classes and len(set(spec.classes) - {"N/A"}) == len([c for c in spec.classes if c != "N/A"])
     w = spec.weights
     assert w is not None
+    assert w.license
+    if w.embedded:  # ships in weights/ (tests/test_embedded.py checks the files): full digest, no URL
+        assert spec.fallback and w.url == "" and w.full_digest and w.size and not w.pickled
+        return
     assert w.url.startswith("https://")
     assert w.url.endswith("/" + w.file_name)
-    assert w.license
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -81,7 +84,9 @@ def test_torchvision_entry_matches_torchvision(name: str) -> None:
     assert not spec.weights.pickled  # state dicts load with torch.load(weights_only=True)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if MODELS.get(n).family == "yolo"])
+@pytest.mark.parametrize(
+    "name", [n for n in NAMES if MODELS.get(n).family == "yolo" and not MODELS.get(n).fallback]
+)
 def test_ultralytics_entry(name: str, coco80: tuple[str, ...]) -> None:
     spec = MODELS.get(name)
     w = spec.weights

@@ -19,7 +19,8 @@ class WeightsFile:
     ``sha256`` is the full 64-hex digest, or a prefix of it where only a prefix is published
     (torchvision puts the first 8 hex digits of the sha256 in the file name and checks that).
     ``pickled`` files run code when loaded (Ultralytics ``.pt``): they are loaded only once the
-    digest matches, or when the user named the file.
+    digest matches, or when the user named the file. ``embedded`` files ship with densecnn in the
+    checkout's ``weights/`` folder (``url`` is empty): never downloaded, digest-checked on every use.
     """
 
     file_name: str
@@ -28,6 +29,7 @@ class WeightsFile:
     size: int | None = None
     license: str = ""
     pickled: bool = False
+    embedded: bool = False
 
     def __post_init__(self) -> None:
         if not _HEX.match(self.sha256) or not 8 <= len(self.sha256) <= 64:
@@ -90,3 +92,4 @@ class ModelSpec:
     max_det: int = 300
     description: str = ""
     default: bool = False
+    fallback: bool = False  # the embedded model used when the task's default is unavailable

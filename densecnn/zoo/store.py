@@ -32,7 +32,7 @@ from densecnn.zoo.specs import WeightsFile
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-__all__ = ["VerifyResult", "WeightStore", "default_weights_dir", "sha256_file"]
+__all__ = ["VerifyResult", "WeightStore", "default_weights_dir", "embedded_weights_dir", "sha256_file"]
 
 ENV_DIR = "DENSECNN_WEIGHTS_DIR"
 ENV_MIRROR = "DENSECNN_WEIGHTS_MIRROR"
@@ -53,6 +53,11 @@ def default_weights_dir() -> Path:
     if (checkout / "pyproject.toml").is_file():
         return checkout / "weights"
     return Path.home() / ".cache" / "densecnn" / "weights"
+
+
+def embedded_weights_dir() -> Path:
+    """The checkout's ``weights/`` folder, where the embedded models ship (whatever the cache is)."""
+    return Path(densecnn.__file__).resolve().parents[1] / "weights"
 
 
 def sha256_file(path: Path | str) -> str:
@@ -126,7 +131,7 @@ class WeightStore:
         name = weights.file_name
         if not name or Path(name).name != name or name in (".", ".."):
             raise ValueError(f"weight file name must be a bare file name, got {name!r}")
-        return self.root / name
+        return (embedded_weights_dir() if weights.embedded else self.root) / name
 
     def is_cached(self, weights: WeightsFile) -> bool:
         return self.path(weights).is_file()
@@ -170,6 +175,8 @@ class WeightStore:
             ChecksumError: the download, or a cached file being verified, has the wrong digest.
         """
         path = self.path(weights)
+        if weights.embedded:
+            return self._embedded(weights)
         if path.is_file():
             if verify if verify is not None else weights.pickled:
                 self._check_cached(weights, model=model)
@@ -197,6 +204,24 @@ class WeightStore:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
+        return path
+
+    def _embedded(self, weights: WeightsFile) -> Path:
+        """An embedded file: never downloaded, always digest-checked (a few MB: milliseconds)."""
+        path = self.path(weights)
+        if not path.is_file():
+            raise WeightsUnavailableError(
+                f"The embedded weight file {path} is missing: it ships in a densecnn checkout.",
+                hint="Restore it with `git checkout -- weights/`, or rebuild it with `make models`.",
+            )
+        result = self.verify(weights)
+        if not result.ok:
+            raise ChecksumError(
+                f"The embedded weight file {path} does not match its registered digest "
+                f"(sha256 {result.digest}, expected {_expected(weights)}).",
+                hint="Restore it with `git checkout -- weights/`; after `make models`, register the new "
+                "digest printed by it in densecnn/zoo/embedded.py.",
+            )
         return path
 
     def _download(self, url: str, part: Path, weights: WeightsFile, *, progress: bool) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from densecnn.config import PredictConfig, resolve_classes
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
 from densecnn.tasks.base import Predictor
-from densecnn.zoo import MODELS, ModelSpec, default_model
+from densecnn.zoo import MODELS, ModelSpec, default_model, fetch_default
 from densecnn.zoo.store import WeightStore
 
 
@@ -40,6 +40,9 @@ def build_detector(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
     weights: Path
     if cfg.weights is not None:
         weights, user_named = cfg.weights, True
+    elif cfg.model is None:  # the default model, or the embedded one when it is unavailable
+        spec, weights = fetch_default("detect", store or WeightStore())
+        user_named = False
     else:
         if spec.weights is None:
             raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
@@ -143,6 +146,7 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
     iou = spec.iou if cfg.iou is None else cfg.iou
     max_det = cfg.max_det or spec.max_det
     from densecnn.tasks.detect.rcnn import TorchvisionDetector, configure_rcnn, load_torchvision_detector
+    from densecnn.tasks.detect.yolo_state import is_yolo_state
 
     predictor: TorchvisionDetector
     if spec.family == "densecnn":
@@ -171,6 +175,22 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
             imgsz=cfg.imgsz,
             max_det=max_det,
         )
+    elif spec.family == "yolo" and is_yolo_state(meta):
+        from densecnn.tasks.detect.yolo import YoloDetector
+
+        assert cfg.weights is not None
+        yolo = YoloDetector(
+            weights=cfg.weights,
+            user_named=True,
+            device=device,
+            half=half,
+            conf=conf,
+            iou=iou,
+            imgsz=cfg.imgsz or meta.input_size,
+            max_det=max_det,
+        )
+        yolo.set_classes(resolve_classes(cfg.classes, yolo.names))
+        return yolo, spec
     else:
         raise UsageError(f"{cfg.weights}: {spec.name} models do not load from densecnn checkpoints.")
     predictor.set_classes(resolve_classes(cfg.classes, predictor.names))

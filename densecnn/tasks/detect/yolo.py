@@ -23,16 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
-    """Load an Ultralytics ``.pt`` checkpoint into an fp32 ``nn.Module`` (never downloads).
+    """Load an Ultralytics ``.pt`` checkpoint (or a densecnn YOLO ``.safetensors``) into an fp32
+    ``nn.Module`` (never downloads).
 
     Loading is ``weights_only`` against Ultralytics' allow-list. A file the user named that needs
     more is unpickled in full (it runs code: that is why only user-named files get this).
     """
+    if not path.is_file():
+        raise UsageError(f"Weights file not found: {path}")
+    if path.suffix == ".safetensors":  # densecnn's own YOLO files: no pickle (see yolo_state.py)
+        from densecnn.tasks.detect.yolo_state import load_yolo_state
+
+        return load_yolo_state(path)
     import_ultralytics()
     from ultralytics.nn.tasks import load_checkpoint
 
-    if not path.is_file():
-        raise UsageError(f"Weights file not found: {path}")
     try:
         model, _ = load_checkpoint(str(path.resolve()))
     except (TypeError, ModuleNotFoundError) as exc:

@@ -21,7 +21,7 @@ from densecnn.config import PredictConfig
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
 from densecnn.tasks.base import Predictor
-from densecnn.zoo import MODELS, ModelSpec, default_model
+from densecnn.zoo import MODELS, ModelSpec, default_model, fetch_default
 from densecnn.zoo.specs import Preprocess
 from densecnn.zoo.store import WeightStore
 
@@ -47,10 +47,17 @@ def load_segmenter(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
     from densecnn.tasks.segment.semantic import SemanticSegmenter, load_torchvision_segmenter
     from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS
 
+    if cfg.weights is None and cfg.model is None:  # the default model, or the embedded one
+        spec, path = fetch_default("segment", store or WeightStore())
+        if spec.family == "densecnn":  # the embedded U-Net is a densecnn checkpoint
+            return _from_checkpoint(replace(cfg, weights=path), read_meta(path))[0], spec
     meta = read_meta(cfg.weights) if cfg.weights is not None else None
     if meta is not None:
         return _from_checkpoint(cfg, meta)
     spec = resolve_spec(cfg.model)
+    if spec.family == "densecnn" and spec.weights is not None and cfg.backbone is None:  # embedded
+        path = (store or WeightStore()).fetch(spec.weights, model=spec.name)
+        return _from_checkpoint(replace(cfg, model=None, weights=path), read_meta(path))[0], spec
     if spec.family == "densecnn":
         raise _needs_checkpoint(spec, cfg)
     if spec.family != "torchvision":
