@@ -121,3 +121,23 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors).")
     return state
+
+
+PICK_MODEL = "Pick the --model these weights were trained for."
+
+
+def load_into(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    source: Path,
+    what: str,
+    hint: str | None = None,
+) -> Any:
+    """``model.load_state_dict(state)`` (strict) → ``model`` in eval mode; a mismatch becomes a
+    UsageError naming the file and the model it does not fit (its first line of detail)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"{source} does not fit {what}: {str(exc).splitlines()[0]}", hint=hint) from exc
+    return model.eval()

@@ -20,7 +20,7 @@ from densecnn.backbones import BACKBONES
 from densecnn.backbones.base import Backbone
 from densecnn.backbones.heads import CLASSIFIER_STRIDES
 from densecnn.backbones.registry import backbone_for
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint
+from densecnn.checkpoint import CheckpointMeta, load_checkpoint, load_into
 from densecnn.errors import UsageError
 
 CHECKPOINT_ARCH = "classifier"
@@ -147,10 +147,4 @@ def load_classifier_checkpoint(path: Path) -> tuple[Classifier, CheckpointMeta]:
         in_channels=meta.in_channels,
         dropout=float(meta.extra.get("dropout", 0.2)),
     )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{path} does not fit a classifier on {meta.backbone}: {str(exc).splitlines()[0]}"
-        ) from exc
-    return model.eval(), meta
+    return load_into(model, state, source=path, what=f"a classifier on {meta.backbone}"), meta

@@ -124,7 +124,7 @@ def load_torchvision_classifier(
     """
     from torchvision.models import get_model
 
-    from densecnn.checkpoint import load_state_dict
+    from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 
     state = load_state_dict(weights)
     model = get_model(arch, weights=None)
@@ -137,13 +137,7 @@ def load_torchvision_classifier(
     num_classes = int(state[key].shape[0])
     if num_classes != model.state_dict()[key].shape[0]:
         model = get_model(arch, weights=None, num_classes=num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-            hint="Pick the --model these weights were trained for.",
-        ) from exc
+    load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}

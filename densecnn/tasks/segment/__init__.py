@@ -8,12 +8,19 @@ Which model runs:
   ``meta.input_size`` (``--imgsz`` overrides), as torchvision's preset does.
 - otherwise ``--model`` (default: the registry's segment default), with ``--weights`` replacing its
   official weight file (a torchvision state dict).
-- ``--model unet|deeplabv3plus`` without a checkpoint: a UsageError saying how to get one (a fresh
+- ``--weights`` an Ultralytics ``.pt`` (read as bytes to tell, never unpickled for that): a YOLO
+  instance segmenter (``--model`` may name a ``-seg`` model; default ``yolov8n-seg``). ``--model
+  yolov8n-seg`` / ``yolo11n-seg`` alone: the official file from the weight store.
+- ``--model unet|deeplabv3plus --backbone NAME --weights plain_state_dict.pth`` with ``--num-classes``
+  and/or ``class_names``: the head rebuilt on that backbone and the state dict loaded into it (ImageNet
+  normalisation, shorter side ``--imgsz``, default 512).
+- ``--model unet|deeplabv3plus`` without weights: a UsageError saying how to get them (a fresh
   decoder would only produce random masks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from densecnn.checkpoint import CheckpointMeta, read_meta
@@ -38,8 +45,40 @@ def resolve_spec(model: str | None) -> ModelSpec:
     return spec
 
 
-def load_segmenter(cfg: PredictConfig, *, store: WeightStore | None = None) -> tuple[Predictor, ModelSpec]:
-    """Build the segmenter ``cfg`` names (see the module docstring).
+def instance_spec(cfg: PredictConfig) -> ModelSpec | None:
+    """The YOLO instance model ``cfg`` asks for (``--model`` or an Ultralytics ``--weights``), or None."""
+    from densecnn.tasks.detect._ultralytics import is_ultralytics_checkpoint
+    from densecnn.zoo.segmentation import DEFAULT_INSTANCE
+
+    spec = resolve_spec(cfg.model) if cfg.model else None
+    if cfg.weights is not None and is_ultralytics_checkpoint(cfg.weights):
+        if spec is not None and spec.family != "yolo":
+            raise UsageError(
+                f"{cfg.weights} is an Ultralytics checkpoint; --model {spec.name} is not a YOLO model.",
+                hint="Leave out --model, or name a YOLO one (yolov8n-seg, yolo11n-seg).",
+            )
+        return spec or MODELS.get(DEFAULT_INSTANCE)
+    return spec if spec is not None and spec.family == "yolo" else None
+
+
+def resolve_class_names(num_classes: int | None, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``--num-classes`` / ``--class-names`` → class names (``class0``... for a bare count); None: neither."""
+    if class_names:
+        if num_classes is not None and num_classes != len(class_names):
+            raise UsageError(f"--num-classes {num_classes} but {len(class_names)} --class-names.")
+        return tuple(class_names)
+    if num_classes is None:
+        return None
+    if not 1 <= num_classes <= 255:
+        raise UsageError(f"--num-classes must be between 1 and 255, got {num_classes}.")
+    return tuple(f"class{i}" for i in range(num_classes))
+
+
+def load_segmenter(
+    cfg: PredictConfig, *, store: WeightStore | None = None, class_names: Sequence[str] | None = None
+) -> tuple[Predictor, ModelSpec]:
+    """Build the segmenter ``cfg`` names (see the module docstring). ``class_names`` (from
+    ``--num-classes`` / ``--class-names``) name the outputs of a plain state dict.
 
     Official weights come from the store (downloaded once if missing and the network allows;
     WeightsUnavailableError otherwise).
@@ -49,12 +88,17 @@ def load_segmenter(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
 
     meta = read_meta(cfg.weights) if cfg.weights is not None else None
     if meta is not None:
+        if class_names:
+            raise UsageError(f"{cfg.weights} names its own classes; leave out --num-classes/--class-names.")
         return _from_checkpoint(cfg, meta)
+    yolo = instance_spec(cfg)
+    if yolo is not None:
+        return _yolo(cfg, yolo, store, class_names)
     spec = resolve_spec(cfg.model)
     if spec.family == "densecnn":
+        if cfg.weights is not None and cfg.backbone is not None and class_names:
+            return _from_state_dict(cfg, spec, tuple(class_names))
         raise _needs_checkpoint(spec, cfg)
-    if spec.family != "torchvision":
-        raise UsageError(f"{spec.name}: {spec.family} segmentation models are not supported yet.")
     if cfg.backbone is not None:
         raise UsageError(
             f"--backbone goes with --model unet or deeplabv3plus; {spec.name} has its own.",
@@ -67,13 +111,68 @@ def load_segmenter(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
         if spec.weights is None:
             raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
         weights = (store or WeightStore()).fetch(spec.weights, model=spec.name)
-    model, names = load_torchvision_segmenter(spec.arch, weights, spec.classes)
+    model, names = load_torchvision_segmenter(spec.arch, weights, class_names or spec.classes)
+    if class_names and len(class_names) != len(names):
+        raise UsageError(f"{weights} has {len(names)} classes, not {len(class_names)}.")
     prep = (
         SEGMENTATION_PREPROCESS if cfg.imgsz is None else replace(SEGMENTATION_PREPROCESS, resize=cfg.imgsz)
     )
     predictor = SemanticSegmenter(
         model=model, preprocess=prep, names=names, device=device, half=use_half(device, cfg.half)
     )
+    return predictor, spec
+
+
+def _yolo(
+    cfg: PredictConfig, spec: ModelSpec, store: WeightStore | None, class_names: Sequence[str] | None
+) -> tuple[Predictor, ModelSpec]:
+    """An Ultralytics instance segmenter: the user's ``--weights`` .pt or the official file."""
+    from densecnn.tasks.segment.yolo_seg import YoloSegmenter
+
+    if cfg.backbone is not None or class_names:
+        raise UsageError(
+            f"{spec.name} names its own backbone and classes; leave out --backbone, "
+            "--num-classes and --class-names."
+        )
+    if cfg.weights is not None:
+        weights, user_named = cfg.weights, True
+    else:
+        assert spec.weights is not None
+        weights, user_named = (store or WeightStore()).fetch(spec.weights, model=spec.name), False
+    device = select_device(cfg.device)
+    predictor = YoloSegmenter(
+        weights=weights,
+        user_named=user_named,
+        device=device,
+        half=use_half(device, cfg.half),
+        conf=spec.conf if cfg.conf is None else cfg.conf,
+        iou=spec.iou if cfg.iou is None else cfg.iou,
+        imgsz=cfg.imgsz or spec.imgsz,
+        max_det=cfg.max_det or spec.max_det,
+    )
+    return predictor, spec
+
+
+def _from_state_dict(
+    cfg: PredictConfig, spec: ModelSpec, class_names: tuple[str, ...]
+) -> tuple[Predictor, ModelSpec]:
+    """``--model unet|deeplabv3plus --backbone B --weights plain.pth`` with the classes given."""
+    from densecnn.tasks.segment.semantic import SemanticSegmenter
+    from densecnn.tasks.segment.smp_heads import load_segmentation_state_dict
+    from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS
+
+    assert cfg.weights is not None and cfg.backbone is not None
+    model = load_segmentation_state_dict(cfg.weights, spec.arch, cfg.backbone, len(class_names))
+    size = cfg.imgsz or spec.imgsz
+    device = select_device(cfg.device)
+    predictor = SemanticSegmenter(
+        model=model,
+        preprocess=replace(SEGMENTATION_PREPROCESS, resize=size, crop=size),
+        names=dict(enumerate(class_names)),
+        device=device,
+        half=use_half(device, cfg.half),
+    )
+    predictor.backbone = cfg.backbone
     return predictor, spec
 
 
@@ -116,8 +215,11 @@ def _needs_checkpoint(spec: ModelSpec, cfg: PredictConfig) -> UsageError:
 
     if cfg.weights is not None:
         return UsageError(
-            f"{cfg.weights} is not a densecnn checkpoint; {spec.name} loads only those "
-            "(.safetensors from `densecnn train segment`, naming backbone and classes).",
+            f"{cfg.weights} is not a densecnn checkpoint, so it does not say what {spec.name} it holds.",
+            hint=f"For a plain state dict pass --backbone NAME and --num-classes N (or --class-names "
+            f"a,b,c): `densecnn segment SRC --model {spec.name} --backbone {cfg.backbone or 'resnet18'} "
+            f"--weights {cfg.weights} --num-classes N`. A .safetensors checkpoint from `densecnn train "
+            "segment` names all of that itself.",
         )
     if cfg.backbone is None:
         return UsageError(

@@ -184,7 +184,7 @@ def load_torchvision_segmenter(
     """
     from torchvision.models import get_model
 
-    from densecnn.checkpoint import load_state_dict
+    from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 
     state = load_state_dict(weights)
     num_classes = _num_classes(arch, state)
@@ -198,13 +198,7 @@ def load_torchvision_segmenter(
     if arch.startswith("deeplabv3"):
         kwargs["aux_loss"] = aux
     model = get_model(arch, **kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-            hint="Pick the --model these weights were trained for.",
-        ) from exc
+    load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}
