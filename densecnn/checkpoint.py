@@ -123,6 +123,17 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_head_checkpoint(
+    path: Path, *, archs: tuple[str, ...], what: str
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """:func:`load_checkpoint` of a head on a registry backbone: UsageError unless ``meta.arch`` is
+    one of ``archs`` and a backbone is named (``what`` describes the expected model to the user)."""
+    state, meta = load_checkpoint(Path(path))
+    if meta.arch not in archs or meta.backbone is None:
+        raise UsageError(f"{path} holds a {meta.task} {meta.arch!r} model, not {what}.")
+    return state, meta
+
+
 PICK_MODEL = "Pick the --model these weights were trained for."
 
 

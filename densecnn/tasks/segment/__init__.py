@@ -28,7 +28,8 @@ from densecnn.config import PredictConfig
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
 from densecnn.tasks.base import Predictor
-from densecnn.zoo import MODELS, ModelSpec, default_model
+from densecnn.tasks.loading import check_checkpoint, model_weights, needs_weights, resolve_task_spec
+from densecnn.zoo import MODELS, ModelSpec
 from densecnn.zoo.specs import Preprocess
 from densecnn.zoo.store import WeightStore
 
@@ -36,13 +37,7 @@ CHECKPOINT_ARCHS = ("unet", "deeplabv3plus")
 
 
 def resolve_spec(model: str | None) -> ModelSpec:
-    spec = MODELS.get(model) if model else default_model("segment")
-    if spec.task != "segment":
-        raise UsageError(
-            f"{spec.name} is a {spec.task} model; `densecnn segment` needs a segmentation model.",
-            hint="See `densecnn models --task segment`.",
-        )
-    return spec
+    return resolve_task_spec(model, "segment")
 
 
 def instance_spec(cfg: PredictConfig) -> ModelSpec | None:
@@ -105,12 +100,7 @@ def load_segmenter(
             hint="A segmenter on a registry backbone comes from a densecnn checkpoint (--weights).",
         )
     device = select_device(cfg.device)
-    if cfg.weights is not None:
-        weights = cfg.weights
-    else:
-        if spec.weights is None:
-            raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
-        weights = (store or WeightStore()).fetch(spec.weights, model=spec.name)
+    weights, _ = model_weights(spec, cfg, store)
     model, names = load_torchvision_segmenter(spec.arch, weights, class_names or spec.classes)
     if class_names and len(class_names) != len(names):
         raise UsageError(f"{weights} has {len(names)} classes, not {len(class_names)}.")
@@ -134,11 +124,7 @@ def _yolo(
             f"{spec.name} names its own backbone and classes; leave out --backbone, "
             "--num-classes and --class-names."
         )
-    if cfg.weights is not None:
-        weights, user_named = cfg.weights, True
-    else:
-        assert spec.weights is not None
-        weights, user_named = (store or WeightStore()).fetch(spec.weights, model=spec.name), False
+    weights, user_named = model_weights(spec, cfg, store)
     device = select_device(cfg.device)
     predictor = YoloSegmenter(
         weights=weights,
@@ -181,18 +167,7 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
     from densecnn.tasks.segment.semantic import SemanticSegmenter
     from densecnn.tasks.segment.smp_heads import load_segmentation_checkpoint
 
-    path = cfg.weights
-    if path is None:
-        raise UsageError("A densecnn checkpoint needs --weights.")
-    if meta.task != "segment" or meta.arch not in CHECKPOINT_ARCHS or meta.backbone is None:
-        raise UsageError(
-            f"{path} is a densecnn {meta.task} checkpoint ({meta.arch}), not a U-Net or DeepLabV3+.",
-            hint=f"Use it with `densecnn {meta.task}`." if meta.task != "segment" else None,
-        )
-    if cfg.model is not None and cfg.model.lower() != meta.arch:
-        raise UsageError(f"{path} holds a {meta.arch} on {meta.backbone}; leave out --model {cfg.model}.")
-    if cfg.backbone is not None and cfg.backbone != meta.backbone:
-        raise UsageError(f"{path} was trained on backbone {meta.backbone}, not {cfg.backbone}.")
+    path = check_checkpoint(cfg, meta, task="segment", archs=CHECKPOINT_ARCHS, what="a U-Net or DeepLabV3+")
     model, _ = load_segmentation_checkpoint(path)
     size = cfg.imgsz or int(meta.input_size)
     prep = Preprocess(resize=size, crop=size, mean=tuple(meta.mean), std=tuple(meta.std))
@@ -211,8 +186,6 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
 
 def _needs_checkpoint(spec: ModelSpec, cfg: PredictConfig) -> UsageError:
     """A backbone-built model without a densecnn checkpoint: why it cannot run, and what to do."""
-    from densecnn.backbones import BACKBONES
-
     if cfg.weights is not None:
         return UsageError(
             f"{cfg.weights} is not a densecnn checkpoint, so it does not say what {spec.name} it holds.",
@@ -221,15 +194,10 @@ def _needs_checkpoint(spec: ModelSpec, cfg: PredictConfig) -> UsageError:
             f"--weights {cfg.weights} --num-classes N`. A .safetensors checkpoint from `densecnn train "
             "segment` names all of that itself.",
         )
-    if cfg.backbone is None:
-        return UsageError(
-            f"{spec.name} is built on a registry backbone and needs trained weights.",
-            hint=f"Pass --weights CKPT.safetensors from `densecnn train segment` (it names its backbone); "
-            f"backbones: {', '.join(BACKBONES.names())}.",
-        )
-    BACKBONES.get(cfg.backbone)  # an unknown name fails here with close matches
-    return UsageError(
-        f"{spec.name} on {cfg.backbone} has no trained weights: a fresh decoder would give random masks.",
-        hint=f"Train one with `densecnn train segment --model {spec.name} --backbone {cfg.backbone}`, then "
-        "pass its checkpoint with --weights CKPT.safetensors (it names its backbone and classes itself).",
+    return needs_weights(
+        spec,
+        cfg,
+        task="segment",
+        fresh="a fresh decoder would give random masks",
+        train=f"densecnn train segment --model {spec.name} --backbone {cfg.backbone}",
     )

@@ -37,7 +37,7 @@ from torch import nn
 from densecnn.backbones.base import Backbone
 from densecnn.backbones.heads import DEEPLAB_STRIDES, UNET_STRIDES
 from densecnn.backbones.registry import backbone_for
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint, load_into, load_state_dict
+from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into, load_state_dict
 from densecnn.errors import UsageError
 
 PAD_TO = 32
@@ -185,9 +185,7 @@ def load_segmentation_checkpoint(path: Path) -> tuple[SegmentationModel, Checkpo
 
     ``meta.extra["builder_kwargs"]``, if present, goes to the builder (e.g. ``decoder_channels``).
     """
-    state, meta = load_checkpoint(Path(path))
-    if meta.arch not in _BUILDERS or meta.backbone is None:
-        raise UsageError(f"{path} holds a {meta.task} {meta.arch!r} model, not a U-Net or DeepLabV3+.")
+    state, meta = load_head_checkpoint(path, archs=tuple(_BUILDERS), what="a U-Net or DeepLabV3+")
     kwargs: dict[str, Any] = dict(meta.extra.get("builder_kwargs", {}))
     model = _BUILDERS[meta.arch](meta.backbone, meta.num_classes, in_channels=meta.in_channels, **kwargs)
     return load_into(model, state, source=path, what=f"{meta.arch} on {meta.backbone}"), meta
