@@ -40,6 +40,7 @@ class YoloSegmenter(YoloDetector):
         preds = self.nms(raw[0], nc=len(self.names))
         out = []
         for pred, proto, frame in zip(preds, protos, frames, strict=True):
+            pred = pred.float()  # fp16 runs: process_mask_native multiplies by float prototypes
             height, width = frame.image.shape[:2]
             pred[:, :4] = ops.scale_boxes(batch.shape[2:], pred[:, :4], frame.image.shape)
             masks = ops.process_mask_native(proto, pred[:, 6:], pred[:, :4], (height, width))
