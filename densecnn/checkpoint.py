@@ -121,3 +121,34 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{path} holds no state dict (a mapping of parameter names to tensors).")
     return state
+
+
+def load_head_checkpoint(
+    path: Path, *, archs: tuple[str, ...], what: str
+) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    """:func:`load_checkpoint` of a head on a registry backbone: UsageError unless ``meta.arch`` is
+    one of ``archs`` and a backbone is named (``what`` describes the expected model to the user)."""
+    state, meta = load_checkpoint(Path(path))
+    if meta.arch not in archs or meta.backbone is None:
+        raise UsageError(f"{path} holds a {meta.task} {meta.arch!r} model, not {what}.")
+    return state, meta
+
+
+PICK_MODEL = "Pick the --model these weights were trained for."
+
+
+def load_into(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    *,
+    source: Path,
+    what: str,
+    hint: str | None = None,
+) -> Any:
+    """``model.load_state_dict(state)`` (strict) → ``model`` in eval mode; a mismatch becomes a
+    UsageError naming the file and the model it does not fit (its first line of detail)."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise UsageError(f"{source} does not fit {what}: {str(exc).splitlines()[0]}", hint=hint) from exc
+    return model.eval()

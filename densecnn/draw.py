@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from densecnn.results import IGNORE_ID, Classification, Detections, Result, Segmentation
+from densecnn.results import IGNORE_ID, Classification, Detections, InstanceSegmentation, Result, Segmentation
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -178,12 +178,46 @@ def draw_segmentation(
     return out
 
 
+def draw_instances(image: np.ndarray, result: InstanceSegmentation, *, alpha: float = 0.5) -> np.ndarray:
+    """Instance masks blended in their class colours (where masks overlap, the best-scoring instance's
+    colour, blended once), a 1-2 px outline around each, then boxes and ``name 0.87`` labels
+    (:func:`draw_detections`).
+
+    image: ``HxWx3`` uint8 BGR of the masks' size (left untouched). Returns a new array.
+    """
+    if image.shape[:2] != result.masks.shape[1:]:
+        raise ValueError(f"masks {result.masks.shape[1:]} do not match image {image.shape[:2]}")
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    if len(result) == 0:
+        return out
+    order = np.argsort(result.scores, kind="stable")  # worst first
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(1, len(order) + 1)
+    ranked = result.masks * rank[:, None, None].astype(np.uint8 if len(order) < 255 else np.int32)
+    top, covered = ranked.argmax(0), result.masks.any(0)  # the best instance at each covered pixel
+    colors = np.array([color_for(int(c)) for c in result.class_ids], dtype=np.float32)
+    blended = (1.0 - alpha) * out[covered].astype(np.float32) + alpha * colors[top[covered]]
+    out[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    lw = default_line_width(*out.shape[:2])
+    height, width = out.shape[:2]
+    for i in order:
+        # Outline inside the box only (masks lie in their boxes: Ultralytics crops them so).
+        pix = _box_pixels(result.boxes[i], width, height) or (0, 0, width - 1, height - 1)
+        crop = result.masks[i, pix[1] : pix[3] + 1, pix[0] : pix[2] + 1].astype(np.uint8)
+        contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        color = tuple(int(v) for v in colors[i])
+        cv2.drawContours(out, contours, -1, color, max(1, lw // 2), cv2.LINE_8, offset=(pix[0], pix[1]))
+    return draw_detections(out, result)
+
+
 def draw_result(image: np.ndarray, result: Result, *, alpha: float = 0.5) -> np.ndarray:
     """Dispatch on the result type: the one drawing entry point the pipeline calls.
 
     ``alpha``: the opacity of segmentation overlays."""
     if isinstance(result, Segmentation):
         return draw_segmentation(image, result, alpha=alpha)
+    if isinstance(result, InstanceSegmentation):  # before Detections: it is one
+        return draw_instances(image, result, alpha=alpha)
     if isinstance(result, Detections):
         return draw_detections(image, result)
     if isinstance(result, Classification):

@@ -7,6 +7,7 @@ top-left corner of the top-left pixel). No drawing and no I/O here: sinks and ``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -190,7 +191,75 @@ class Segmentation:
         return {"segments": self.to_dicts()}
 
 
-Result = Detections | Classification | Segmentation
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO run-length encoding of one ``(H, W)`` bool mask: ``{"size": [H, W], "counts": str}``
+    (pycocotools' compressed RLE, column-major as COCO stores it; decode with
+    ``pycocotools.mask.decode``)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+@dataclass
+class InstanceSegmentation(Detections):
+    """N instances of one image: the Detections fields plus one mask per instance.
+
+    masks: ``(N, H, W)`` bool in original-image pixels (``masks[i, y, x]``: input pixel ``(x, y)``
+    belongs to instance ``i``); ``H, W`` is the image size also when ``N == 0``.
+    """
+
+    masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=bool))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.masks = np.asarray(self.masks, dtype=bool)
+        if self.masks.ndim != 3 or len(self.masks) != len(self.boxes):
+            raise ValueError(f"InstanceSegmentation: {len(self.boxes)} boxes but masks {self.masks.shape}")
+
+    @property
+    def height(self) -> int:
+        return int(self.masks.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.masks.shape[2])
+
+    def filter(self, keep: np.ndarray) -> InstanceSegmentation:
+        return InstanceSegmentation(
+            self.boxes[keep], self.scores[keep], self.class_ids[keep], self.names, self.masks[keep]
+        )
+
+    @cached_property
+    def label_map(self) -> np.ndarray:
+        """``(H, W)`` uint8: the class id of the highest-scoring instance covering each pixel,
+        ``IGNORE_ID`` (255) where no instance does."""
+        labels = np.full((self.height, self.width), IGNORE_ID, dtype=np.uint8)
+        for i in np.argsort(self.scores, kind="stable"):  # best last, so it ends on top
+            labels[self.masks[i]] = min(int(self.class_ids[i]), IGNORE_ID - 1)
+        return labels
+
+    def segments(self) -> list[dict[str, Any]]:
+        """Per-class pixel fractions of :attr:`label_map`, as ``Segmentation.to_dicts`` (255: none)."""
+        return Segmentation(self.label_map, {**self.names, IGNORE_ID: "none"}).to_dicts()
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The Detections dicts, each with ``mask``: its COCO RLE (see :func:`encode_rle`)."""
+        rows = super().to_dicts()
+        for row, rle in zip(rows, self.rles, strict=True):
+            row["mask"] = rle
+        return rows
+
+    @cached_property
+    def rles(self) -> list[dict[str, Any]]:
+        """The COCO RLE of each mask (encoded once, for every sink that writes them)."""
+        return [encode_rle(mask) for mask in self.masks]
+
+    def record(self) -> dict[str, Any]:
+        return {"segments": self.segments(), "instances": self.to_dicts()}
+
+
+Result = Detections | Classification | Segmentation | InstanceSegmentation
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from densecnn.tasks.detect._ultralytics import import_ultralytics
@@ -24,17 +25,83 @@ def make_yolo_checkpoint(path: Path, *, cfg: str = "yolov8n.yaml", seed: int = 0
     torch.manual_seed(seed)
     model = YOLO(cfg)
     head = model.model.model[-1]
-    fixed = {id(m) for m in head.dfl.modules()} if getattr(head, "dfl", None) is not None else set()
     with torch.no_grad():
-        for module in model.model.modules():
-            if isinstance(module, torch.nn.Conv2d) and id(module) not in fixed:
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        _kaiming_convs(model.model, head)
         for branch, scale in (("cv3", 50.0), ("one2one_cv3", 50.0), ("cv2", 30.0), ("one2one_cv2", 30.0)):
             for seq in getattr(head, branch, None) or []:
                 seq[-1].weight.mul_(scale)
                 if "cv3" in branch:
                     seq[-1].bias.fill_(-4.0)
     model.model.names = dict(enumerate(COCO80))
+    model.save(str(path))
+    return path
+
+
+def _kaiming_convs(net: torch.nn.Module, head: torch.nn.Module) -> None:
+    """Kaiming-normal weights for every conv of an Ultralytics net except the fixed DFL projection."""
+    fixed = {id(m) for m in head.dfl.modules()} if getattr(head, "dfl", None) is not None else set()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d) and id(module) not in fixed:
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+
+
+def make_yolo_seg_checkpoint(
+    path: Path, *, images: list[Path], cfg: str = "yolov8n-seg.yaml", seed: int = 0, imgsz: int = 320
+) -> Path:
+    """An Ultralytics instance segmentation ``.pt`` from a bundled yaml (no download), seeded, and
+    calibrated on ``images`` so that it behaves like a trained one: a few dozen instances per photo
+    with scores spread over (0, 1), and masks with edges inside their boxes.
+
+    After Kaiming init (see ``make_yolo_checkpoint``): the class convs are rescaled so that the best
+    class score of an anchor is 0.5 at the 99th percentile over anchors and 0.9 at the 99.9th; the
+    mask coefficients get a bias that makes ``coefficients . prototypes`` change sign across the
+    image (without it every mask fills its box or is empty), plus a small per-anchor part.
+    """
+    import cv2
+
+    import_ultralytics()
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    model = YOLO(cfg)
+    net, head = model.model, model.model.model[-1]
+    gen = torch.Generator().manual_seed(seed)
+    batch = [cv2.resize(cv2.imread(str(p)), (imgsz, imgsz))[..., ::-1].copy() for p in images]
+    x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        _kaiming_convs(net, head)
+        for seq in head.cv2:
+            seq[-1].weight.mul_(30.0)  # real box sizes, as in make_yolo_checkpoint
+        outs: dict[object, torch.Tensor] = {}
+        hooks = [
+            seq[-1].register_forward_hook(lambda m, i, o, k=(b, j): outs.__setitem__(k, o))
+            for b in ("cv3", "cv4")
+            for j, seq in enumerate(getattr(head, b))
+        ]
+        hooks.append(head.proto.register_forward_hook(lambda m, i, o: outs.__setitem__("proto", o)))
+        net.eval()(x)
+        for hook in hooks:
+            hook.remove()
+        cls = torch.cat([outs["cv3", j].flatten(2) for j in range(len(head.cv3))], 2)  # (B, nc, A)
+        coef = torch.cat([outs["cv4", j].flatten(2) for j in range(len(head.cv4))], 2)  # (B, nm, A)
+        best = cls.amax(1).flatten()
+        q99, q999 = best.quantile(0.99), best.quantile(0.999)
+        a = float(torch.log(torch.tensor(9.0))) / (q999 - q99)
+        for seq in head.cv3:
+            seq[-1].weight.mul_(a)
+            seq[-1].bias.mul_(a).sub_(a * q99)
+        proto = outs["proto"]  # (B, nm, h, w)
+        pbar = proto.mean((0, 2, 3))
+        v = torch.randn(len(pbar), generator=gen)
+        t = torch.einsum("k,bkhw->bhw", v, proto).median()
+        b0 = v - t / pbar.dot(pbar) * pbar
+        spatial = torch.einsum("k,bkhw->bhw", b0, proto).std()
+        k = 0.2 * spatial / torch.einsum("bka,k->ba", coef - coef.mean((0, 2), keepdim=True), pbar).std()
+        mean = coef.mean((0, 2))
+        for seq in head.cv4:
+            seq[-1].weight.mul_(k)
+            seq[-1].bias.copy_(k * (seq[-1].bias - mean) + b0)
+    net.names = dict(enumerate(COCO80))
     model.save(str(path))
     return path
 

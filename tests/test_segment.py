@@ -229,7 +229,7 @@ def _mixed_folder(root: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
 
 
 def _mask(run: Path, source: str) -> np.ndarray:
-    mask = cv2.imread(str((run / "masks" / source).with_suffix(".png")), cv2.IMREAD_UNCHANGED)
+    mask = cv2.imread(str(run / "masks" / f"{source}.png"), cv2.IMREAD_UNCHANGED)
     assert mask is not None, source
     return mask
 
@@ -264,7 +264,7 @@ def test_folder_of_mixed_files(tmp_path: Path, run_cli: CliRunner, seg_weights: 
             assert (mask == s["class_id"]).mean() == pytest.approx(s["fraction"], abs=1e-5)
         overlay = cv2.imread(str(run / source))
         assert overlay.shape == (h, w, 3)
-    assert not (run / "masks/cut.png").exists() and not (run / "masks/empty.png").exists()
+    assert not (run / "masks/cut.jpg.png").exists() and not (run / "masks/empty.png.png").exists()
     classes = json.loads((run / "classes.json").read_text())
     assert [c["name"] for c in classes["classes"]] == list(VOC21) and classes["ignore_id"] == 255
     assert classes["classes"][0]["color"] == [0, 0, 0]
@@ -283,7 +283,7 @@ def test_video_overlay_masks_and_rows(tmp_path: Path, run_cli: CliRunner, seg_we
     assert probe(run / "clip.mp4") == ("h264", 12, 25.0, 160, 120)
     rows = _check_rows(run / "predictions.jsonl", 12)
     assert [row["frame"] for row in rows] == list(range(12))
-    masks = sorted((run / "masks/clip").glob("*.png"))
+    masks = sorted((run / "masks/clip.mp4").glob("*.png"))
     assert [m.name for m in masks] == [f"{i:06d}.png" for i in range(12)]
     assert cv2.imread(str(masks[5]), cv2.IMREAD_UNCHANGED).shape == (120, 160)
     assert not (run / "errors.jsonl").exists()
@@ -379,6 +379,4 @@ def test_interrupted_run_resumes_where_it_stopped(
     assert (summary["skipped_done"], summary["frames"]) == (first, len(sources) - first)
     rows = _check_rows(run / "predictions.jsonl", len(sources))
     assert sorted(row["source"] for row in rows) == sources
-    assert sorted(m.name for m in (run / "masks").glob("*.png")) == [
-        s.replace(".jpg", ".png") for s in sources
-    ]
+    assert sorted(m.name for m in (run / "masks").glob("*.png")) == [f"{s}.png" for s in sources]

@@ -1,7 +1,9 @@
-"""``densecnn segment SOURCE``: semantic label maps of images, folders and videos."""
+"""``densecnn segment SOURCE``: label maps (semantic models) and instance masks (YOLO -seg models)
+of images, folders and videos."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +25,17 @@ _WEIGHTS = typer.Option(
     None,
     "--weights",
     "-w",
-    help="A torchvision state dict for --model, or a densecnn .safetensors checkpoint (U-Net / "
-    "DeepLabV3+: names its own backbone and classes).",
+    help="An Ultralytics -seg .pt (instance masks), a state dict for --model (U-Net / DeepLabV3+ "
+    "ones need --backbone and --num-classes or --class-names), or a densecnn .safetensors checkpoint "
+    "(names its own backbone and classes).",
+)
+_NUM_CLASSES = typer.Option(
+    None, "--num-classes", help="Outputs of a plain state dict's head (classes named class0, class1...)."
+)
+_CLASS_NAMES = typer.Option(
+    None,
+    "--class-names",
+    help="Names of a plain state dict's classes, in output order: comma-separated or repeated.",
 )
 _BACKBONE = typer.Option(
     None,
@@ -35,8 +46,11 @@ _BACKBONE = typer.Option(
 _IMGSZ = typer.Option(
     None,
     "--imgsz",
-    help="Shorter image side at inference, in pixels (default: the model's, 520 for the zoo).",
+    help="Shorter image side at inference, in pixels (default: the model's, 520 for the torchvision "
+    "zoo); YOLO: the letterbox size (default 640).",
 )
+_CONF = typer.Option(None, "--conf", help="Instance models: confidence threshold (default 0.25).")
+_IOU = typer.Option(None, "--iou", help="Instance models: NMS IoU threshold (default 0.7).")
 _ALPHA = typer.Option(0.5, "--alpha", help="Overlay opacity of the class colours, 0 to 1.")
 _SAVE_MASKS = typer.Option(
     True,
@@ -50,7 +64,8 @@ _RESUME = typer.Option(
     False,
     "--resume",
     help="Continue the run folder --name (default predict) instead of numbering a new one: images "
-    "whose mask is already there are skipped, predictions.jsonl is appended to. Videos are redone.",
+    "whose mask is there and videos marked complete are skipped; the rest is redone (their old "
+    "predictions.jsonl rows are dropped first, so none appears twice).",
 )
 
 
@@ -60,7 +75,11 @@ def segment(
     model: str | None = opt.Model,
     weights: Path | None = _WEIGHTS,
     backbone: str | None = _BACKBONE,
+    num_classes: int | None = _NUM_CLASSES,
+    class_names: list[str] | None = _CLASS_NAMES,
     imgsz: int | None = _IMGSZ,
+    conf: float | None = _CONF,
+    iou: float | None = _IOU,
     alpha: float = _ALPHA,
     save_masks: bool = _SAVE_MASKS,
     save_overlay: bool = _SAVE_OVERLAY,
@@ -68,18 +87,27 @@ def segment(
     *,
     shared: opt.Shared,
 ) -> None:
-    """Segment images, folders and videos: a class per pixel (torchvision DeepLabV3 / LR-ASPP, or U-Net
-    and DeepLabV3+ from a densecnn checkpoint).
+    """Segment images, folders and videos: a class per pixel (torchvision DeepLabV3 / LR-ASPP, U-Net
+    and DeepLabV3+ on a registry backbone) or instance masks (yolov8n-seg, yolo11n-seg, any
+    Ultralytics -seg .pt).
 
     Writes to runs/segment/predict (predict2, ... on later runs; --resume continues one): masks/
-    (single-channel uint8 PNG label maps the size of each input; video frames as
-    masks/<video>/<frame>.png), classes.json (ids, names, overlay colours), overlays under the inputs'
-    relative paths and H.264 videos, predictions.jsonl (per-class pixel fractions per image or frame),
-    summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some failed,
-    2 usage error, 3 weights unavailable, 130 interrupted.
+    (single-channel uint8 PNG label maps the size of each input, named after the whole input name:
+    a.jpg → masks/a.jpg.png; video frames as masks/<video>/<frame>.png), classes.json (ids, names,
+    overlay colours; 255 = no class / no instance), overlays under the inputs' relative paths and
+    H.264 videos, predictions.jsonl (per image or frame: per-class pixel fractions, and for instance
+    models each instance's class, score, box and COCO RLE mask), predictions.coco.json (instance
+    models, image inputs), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs
+    done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
+    # PyTorch's OpenMP threads spin while they wait by default; next to the pipeline's reader and
+    # writer threads (PNG, RLE and overlay work) that stalls inference ~4x on a 2-core machine
+    # (coco128, yolov8n-seg: 163 s → 35 s). Read when torch loads, so it is set before any import of
+    # it; an OMP_WAIT_POLICY the user set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig
+    from densecnn.tasks.segment import instance_spec, resolve_class_names
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
@@ -92,9 +120,17 @@ def segment(
             weights=weights,
             backbone=backbone,
             imgsz=imgsz,
+            conf=conf,
+            iou=iou,
             **shared.predict_kwargs(),
         )
         ocfg = shared.output_config("segment", exist_ok=shared.exist_ok or resume, save=save_overlay)
+        names = resolve_class_names(num_classes, _split_names(class_names))
+        instances = instance_spec(pcfg) is not None
+        if not instances and (conf is not None or iou is not None):
+            raise UsageError(
+                "--conf and --iou apply to instance models (yolov8n-seg, yolo11n-seg, -seg .pt)."
+            )
         code = run_prediction(
             task="segment",
             source=source,
@@ -102,22 +138,38 @@ def segment(
             ocfg=ocfg,
             quiet=shared.quiet,
             lcfg=shared.live_config(),
-            build=lambda: _build(pcfg),
+            build=lambda: _build(pcfg, names),
             make_sinks=lambda run_dir, predictor: make_sinks(
-                run_dir, ocfg, pcfg, predictor.names, save_masks=save_masks, append=resume
+                run_dir,
+                ocfg,
+                pcfg,
+                predictor.names,
+                save_masks=save_masks,
+                append=resume,
+                instances=instances,
             ),
-            counts_label="Images per class",
+            counts_label="Instances per class" if instances else "Images per class",
             record={"alpha": alpha, "resumed": resume},
             draw=_drawer(alpha),
-            is_done=mask_exists if resume else None,
+            is_done=input_done if resume else None,
         )
     raise typer.Exit(code)
 
 
-def _build(pcfg: PredictConfig) -> tuple[Predictor, ModelSpec]:
+def _split_names(values: list[str] | None) -> list[str] | None:
+    """``--class-names a,b --class-names c`` → ``[a, b, c]``."""
+    if not values:
+        return None
+    names = [n.strip() for v in values for n in v.split(",")]
+    if not all(names):
+        raise UsageError("--class-names has an empty name.")
+    return names
+
+
+def _build(pcfg: PredictConfig, names: tuple[str, ...] | None) -> tuple[Predictor, ModelSpec]:
     from densecnn.tasks.segment import load_segmenter
 
-    return load_segmenter(pcfg)
+    return load_segmenter(pcfg, class_names=names)
 
 
 def _drawer(alpha: float) -> Any:
@@ -129,11 +181,20 @@ def _drawer(alpha: float) -> Any:
     return partial(draw_result, alpha=alpha)
 
 
-def mask_exists(run_dir: Path, ref: InputRef) -> bool:
-    """An image is done when its mask file exists (masks are written atomically). Videos never are."""
-    from densecnn.sinks.masks import mask_path
+def input_done(run_dir: Path, ref: InputRef) -> bool:
+    """An image is done when its mask file exists (masks are written atomically), a video when its
+    ``complete.json`` marker does (written after all its frames went through every sink)."""
+    from densecnn.sinks.masks import is_complete
 
-    return ref.kind == "image" and mask_path(run_dir, ref.source).is_file()
+    return is_complete(run_dir, ref.source, video=ref.kind == "video")
+
+
+def _row_done(run_dir: Path, row: dict[str, Any]) -> bool:
+    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume)."""
+    from densecnn.sinks.masks import is_complete
+
+    source = str(row.get("source", ""))
+    return is_complete(run_dir, source, video=False) or is_complete(run_dir, source, video=True)
 
 
 def make_sinks(
@@ -144,15 +205,24 @@ def make_sinks(
     *,
     save_masks: bool,
     append: bool = False,
+    instances: bool = False,
 ) -> list[Sink]:
-    """predictions.jsonl and classes.json always; masks and overlays as asked."""
-    from densecnn.sinks import ImageSink, JsonlSink, MaskSink, VideoSink
-    from densecnn.sinks.masks import write_classes_json
+    """predictions.jsonl and classes.json always; predictions.coco.json for instance models; masks and
+    overlays as asked; last, the video completion markers (see ``input_done``)."""
+    from functools import partial
 
-    write_classes_json(run_dir / "classes.json", names)
-    sinks: list[Sink] = [JsonlSink(run_dir / "predictions.jsonl", append=append)]
+    from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink, VideoSink
+    from densecnn.sinks.masks import CompletionSink, write_classes_json
+
+    write_classes_json(run_dir / "classes.json", names, instances=instances)
+    keep = partial(_row_done, run_dir) if append else None
+    sinks: list[Sink] = [JsonlSink(run_dir / "predictions.jsonl", append=append, keep=keep)]
+    if instances:
+        sinks.append(CocoSink(run_dir / "predictions.coco.json", class_names=names))
     if save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
         sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+    if save_masks:
+        sinks.append(CompletionSink(run_dir))
     return sinks

@@ -1,7 +1,9 @@
 """``predictions.coco.json``: image-input detections as a COCO dataset (loadable by pycocotools).
 
 ``bbox`` is COCO ``[x, y, w, h]`` in original-image pixels; ``category_id`` is the model's class id.
-Written once, atomically, in ``close()``; video frames are not included.
+Instance segmentation results add ``segmentation`` (compressed COCO RLE, string counts) and take
+``area`` from the mask. Written once, atomically, in ``close()``; video frames are not included.
+Its ``annotations`` list is in COCO results format (``COCO(path).loadRes(...)`` takes it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from densecnn.fsutil import atomic_write_json
-from densecnn.results import Prediction
+from densecnn.results import InstanceSegmentation, Prediction
 from densecnn.sinks.base import Sink
 
 # Placeholder names some label maps (torchvision COCO) carry: never real categories.
@@ -40,7 +42,12 @@ class CocoSink(Sink):
         self._images.append(
             {"id": image_id, "file_name": frame.source, "width": frame.width, "height": frame.height}
         )
-        for box, score, cid in zip(dets.boxes, dets.scores, dets.class_ids, strict=True):
+        instances = isinstance(dets, InstanceSegmentation)
+        rles: list[Any] = dets.rles if instances else [None] * len(dets)  # type: ignore[attr-defined]
+        areas: list[Any] = dets.masks.sum((1, 2)).tolist() if instances else rles  # type: ignore[attr-defined]
+        for box, score, cid, rle, area in zip(
+            dets.boxes, dets.scores, dets.class_ids, rles, areas, strict=True
+        ):
             cid = int(cid)
             if cid in self._excluded:
                 continue
@@ -48,17 +55,18 @@ class CocoSink(Sink):
                 self._categories[cid] = dets.class_name(cid)
             x1, y1, x2, y2 = (float(v) for v in box)
             w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
-            self._annotations.append(
-                {
-                    "id": len(self._annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": cid,
-                    "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
-                    "area": round(w * h, 2),
-                    "score": round(float(score), 5),
-                    "iscrowd": 0,
-                }
-            )
+            ann: dict[str, Any] = {
+                "id": len(self._annotations) + 1,
+                "image_id": image_id,
+                "category_id": cid,
+                "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
+                "area": round(w * h, 2),
+                "score": round(float(score), 5),
+                "iscrowd": 0,
+            }
+            if rle is not None:
+                ann["segmentation"], ann["area"] = rle, int(area)
+            self._annotations.append(ann)
 
     def dataset(self) -> dict[str, Any]:
         """The COCO dict accumulated so far."""

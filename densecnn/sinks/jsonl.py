@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,19 @@ def _live_fields(frame: Any) -> dict[str, float]:
 
 class JsonlSink(Sink):
     """Appends one line per frame to ``path``: truncated when the sink is created, or with
-    ``append=True`` kept (a resumed run), minus a torn last line an interrupted run may have left."""
+    ``append=True`` kept (a resumed run), minus a torn last line an interrupted run may have left and,
+    given ``keep``, minus the records ``keep(record)`` rejects (e.g. those of inputs a resumed run
+    redoes, which would otherwise appear twice)."""
 
-    def __init__(self, path: Path, *, append: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, append: bool = False, keep: Callable[[dict[str, Any]], bool] | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if append and self.path.is_file():
             _drop_torn_tail(self.path)
+            if keep is not None:
+                _filter_records(self.path, keep)
         self._fh = self.path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
@@ -71,6 +78,17 @@ def _drop_torn_tail(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with path.open("r+b") as fh:
             fh.truncate(data.rfind(b"\n") + 1)
+
+
+def _filter_records(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite ``path`` (atomically) with only the records ``keep`` accepts; untouched if it keeps all."""
+    from densecnn.fsutil import atomic_open
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or keep(json.loads(line))]
+    if len(kept) != len(lines):
+        with atomic_open(path, "w") as fh:
+            fh.writelines(kept)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

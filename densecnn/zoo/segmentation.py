@@ -9,15 +9,24 @@ and tests/test_segment.py.
 - ``unet`` and ``deeplabv3plus``: smp decoders on any registry ``--backbone``
   (``densecnn.tasks.segment.smp_heads``); no official weights, they come from a densecnn checkpoint.
 
-Default: ``deeplabv3_mobilenet_v3_large`` (60.3 mIoU at a fraction of the ResNet models' cost).
+- Ultralytics YOLO instance segmenters (``yolov8n-seg``, ``yolo11n-seg``), COCO 80 classes, from the
+  ultralytics/assets v8.4.0 release like the detectors. No sha256 is registered for them (none could
+  be sourced offline): the store does not verify them, and they load with Ultralytics' safe
+  ``weights_only`` allow-list.
+
+Default: ``deeplabv3_mobilenet_v3_large`` (60.3 mIoU at a fraction of the ResNet models' cost);
+default instance model (an Ultralytics ``-seg`` .pt given with ``--weights`` alone): ``yolov8n-seg``.
 """
 
 from __future__ import annotations
 
+from densecnn.zoo.coco import COCO80
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, Preprocess, WeightsFile
 
 DEFAULT = "deeplabv3_mobilenet_v3_large"
+DEFAULT_INSTANCE = "yolov8n-seg"
+_ULTRALYTICS = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
 _TORCHVISION = "https://download.pytorch.org/models/"
 _LICENSE = "BSD-3-Clause (torchvision); COCO annotations CC BY 4.0"
 
@@ -56,6 +65,37 @@ _TORCH_SEG = [
         "LR-ASPP, MobileNetV3-Large, VOC 21 classes, 57.9 mIoU",
     ),
 ]
+
+# name, description (COCO val2017 box / mask mAP 50-95 from Ultralytics' model tables)
+_YOLO_SEG = [
+    ("yolov8n-seg", "YOLOv8 nano instance segmentation, COCO 80 classes, 36.7 box / 30.5 mask mAP"),
+    ("yolo11n-seg", "YOLO11 nano instance segmentation, COCO 80 classes, 38.9 box / 32.0 mask mAP"),
+]
+
+
+def _register_yolo() -> None:
+    for name, desc in _YOLO_SEG:
+        MODELS.add(
+            name,
+            ModelSpec(
+                name=name,
+                task="segment",
+                family="yolo",
+                arch=name,
+                weights=WeightsFile(
+                    file_name=f"{name}.pt",
+                    url=f"{_ULTRALYTICS}{name}.pt",
+                    sha256=None,
+                    license="AGPL-3.0",
+                    pickled=True,
+                ),
+                classes=COCO80,
+                conf=0.25,
+                iou=0.7,
+                imgsz=640,
+                description=desc,
+            ),
+        )
 
 
 def _register() -> None:
@@ -99,3 +139,4 @@ def _register() -> None:
 
 
 _register()
+_register_yolo()

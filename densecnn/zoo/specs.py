@@ -18,29 +18,31 @@ class WeightsFile:
 
     ``sha256`` is the full 64-hex digest, or a prefix of it where only a prefix is published
     (torchvision puts the first 8 hex digits of the sha256 in the file name and checks that).
-    ``pickled`` files run code when loaded (Ultralytics ``.pt``): they are loaded only once the
-    digest matches, or when the user named the file. ``embedded`` files ship with densecnn in the
-    checkout's ``weights/`` folder (``url`` is empty): never downloaded, digest-checked on every use.
+    ``None`` where no digest could be sourced: the file is then not verified (``matches`` accepts
+    any digest; ``densecnn models`` shows none). ``pickled`` files run code when loaded (Ultralytics
+    ``.pt``): official ones are loaded with Ultralytics' ``weights_only`` allow-list, a full unpickle
+    happens only for a file the user named. ``embedded`` files ship with densecnn in the checkout's
+    ``weights/`` folder (``url`` is empty): never downloaded, digest-checked on every use.
     """
 
     file_name: str
     url: str
-    sha256: str
+    sha256: str | None
     size: int | None = None
     license: str = ""
     pickled: bool = False
     embedded: bool = False
 
     def __post_init__(self) -> None:
-        if not _HEX.match(self.sha256) or not 8 <= len(self.sha256) <= 64:
+        if self.sha256 is not None and (not _HEX.match(self.sha256) or not 8 <= len(self.sha256) <= 64):
             raise ValueError(f"{self.file_name}: sha256 must be 8-64 lowercase hex digits")
 
     @property
     def full_digest(self) -> bool:
-        return len(self.sha256) == 64
+        return self.sha256 is not None and len(self.sha256) == 64
 
     def matches(self, hexdigest: str) -> bool:
-        return hexdigest.lower().startswith(self.sha256)
+        return self.sha256 is None or hexdigest.lower().startswith(self.sha256)
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,14 @@ shorter side is resized to ``extra["preprocess"]["resize"]`` when given (else to
 
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 from densecnn.checkpoint import CheckpointMeta, read_meta
 from densecnn.config import PredictConfig
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
 from densecnn.tasks.base import Predictor
-from densecnn.zoo import MODELS, ModelSpec, default_model
+from densecnn.tasks.detect._ultralytics import is_ultralytics_checkpoint
+from densecnn.tasks.loading import check_checkpoint, model_weights, needs_weights, resolve_task_spec
+from densecnn.zoo import MODELS, ModelSpec
 from densecnn.zoo.specs import Preprocess
 from densecnn.zoo.store import WeightStore
 
@@ -31,23 +30,7 @@ CHECKPOINT_ARCH = "classifier"
 
 
 def resolve_spec(model: str | None) -> ModelSpec:
-    spec = MODELS.get(model) if model else default_model("classify")
-    if spec.task != "classify":
-        raise UsageError(
-            f"{spec.name} is a {spec.task} model; `densecnn classify` needs a classification model.",
-            hint="See `densecnn models --task classify`.",
-        )
-    return spec
-
-
-def is_ultralytics_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a torch zip whose pickle references Ultralytics classes (read, not unpickled)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
-            return bool(pickles) and b"ultralytics." in archive.read(pickles[0])
-    except (OSError, zipfile.BadZipFile):
-        return False
+    return resolve_task_spec(model, "classify")
 
 
 def load_classifier(cfg: PredictConfig, *, store: WeightStore | None = None) -> tuple[Predictor, ModelSpec]:
@@ -72,12 +55,7 @@ def load_classifier(cfg: PredictConfig, *, store: WeightStore | None = None) -> 
         )
     device = select_device(cfg.device)
     half = use_half(device, cfg.half)
-    if cfg.weights is not None:
-        weights, user_named = cfg.weights, True
-    else:
-        if spec.weights is None:
-            raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
-        weights, user_named = (store or WeightStore()).fetch(spec.weights, model=spec.name), False
+    weights, user_named = model_weights(spec, cfg, store)
     if spec.family == "yolo":
         from densecnn.tasks.classify.yolo_cls import YoloClassifier
 
@@ -121,18 +99,7 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
     from densecnn.tasks.classify.head import load_classifier_checkpoint
     from densecnn.tasks.classify.torch_cls import TensorClassifier, scaled_preprocess
 
-    path = cfg.weights
-    if path is None:
-        raise UsageError("A densecnn checkpoint needs --weights.")
-    if meta.task != "classify" or meta.arch != CHECKPOINT_ARCH or meta.backbone is None:
-        raise UsageError(
-            f"{path} is a densecnn {meta.task} checkpoint ({meta.arch}), not a classifier.",
-            hint=f"Use it with `densecnn {meta.task}`." if meta.task != "classify" else None,
-        )
-    if cfg.model is not None and cfg.model.lower() != CHECKPOINT_ARCH:
-        raise UsageError(f"{path} holds a classifier on {meta.backbone}; leave out --model {cfg.model}.")
-    if cfg.backbone is not None and cfg.backbone != meta.backbone:
-        raise UsageError(f"{path} was trained on backbone {meta.backbone}, not {cfg.backbone}.")
+    path = check_checkpoint(cfg, meta, task="classify", archs=(CHECKPOINT_ARCH,), what="a classifier")
     model, _ = load_classifier_checkpoint(path)
     device = select_device(cfg.device)
     predictor = TensorClassifier(
@@ -150,17 +117,10 @@ def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predicto
 
 def _needs_checkpoint(spec: ModelSpec, cfg: PredictConfig) -> UsageError:
     """A backbone-built model without a densecnn checkpoint: why it cannot run, and what to do."""
-    from densecnn.backbones import BACKBONES
-
-    if cfg.backbone is None:
-        return UsageError(
-            f"{spec.name} is built on a registry backbone and needs trained weights.",
-            hint=f"Pass --weights CKPT.safetensors from `densecnn train classify` (it names its backbone); "
-            f"backbones: {', '.join(BACKBONES.names())}.",
-        )
-    BACKBONES.get(cfg.backbone)  # an unknown name fails here with close matches
-    return UsageError(
-        f"{spec.name} on {cfg.backbone} has no trained weights: a fresh head would guess at random.",
-        hint=f"Train one with `densecnn train classify --backbone {cfg.backbone}`, then pass its "
-        "checkpoint with --weights CKPT.safetensors (it names its backbone and classes itself).",
+    return needs_weights(
+        spec,
+        cfg,
+        task="classify",
+        fresh="a fresh head would guess at random",
+        train=f"densecnn train classify --backbone {cfg.backbone}",
     )

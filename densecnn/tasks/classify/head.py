@@ -20,7 +20,7 @@ from densecnn.backbones import BACKBONES
 from densecnn.backbones.base import Backbone
 from densecnn.backbones.heads import CLASSIFIER_STRIDES
 from densecnn.backbones.registry import backbone_for
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint
+from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into
 from densecnn.errors import UsageError
 
 CHECKPOINT_ARCH = "classifier"
@@ -135,22 +135,12 @@ def build_imagenet_classifier(arch: str, *, weights: bool | Path = True) -> Clas
 
 def load_classifier_checkpoint(path: Path) -> tuple[Classifier, CheckpointMeta]:
     """A densecnn classifier checkpoint (``arch="classifier"``) rebuilt and loaded (eval mode)."""
-    state, meta = load_checkpoint(Path(path))
-    if meta.arch != CHECKPOINT_ARCH or meta.backbone is None:
-        raise UsageError(
-            f"{path} holds a {meta.task} {meta.arch!r} model, not a classifier on a backbone "
-            f"(arch={CHECKPOINT_ARCH!r})."
-        )
+    what = f"a classifier on a backbone (arch={CHECKPOINT_ARCH!r})"
+    state, meta = load_head_checkpoint(path, archs=(CHECKPOINT_ARCH,), what=what)
     model = build_classifier(
         meta.backbone,
         meta.num_classes,
         in_channels=meta.in_channels,
         dropout=float(meta.extra.get("dropout", 0.2)),
     )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{path} does not fit a classifier on {meta.backbone}: {str(exc).splitlines()[0]}"
-        ) from exc
-    return model.eval(), meta
+    return load_into(model, state, source=path, what=f"a classifier on {meta.backbone}"), meta

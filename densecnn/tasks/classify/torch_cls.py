@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from densecnn.errors import UsageError
 from densecnn.results import Classification, Frame
-from densecnn.tasks.base import Predictor
+from densecnn.tasks.tensor import TensorPredictor
 from densecnn.zoo.specs import Preprocess
 
 
@@ -45,12 +44,11 @@ def scaled_preprocess(prep: Preprocess, imgsz: int | None) -> Preprocess:
     )
 
 
-class TensorClassifier(Predictor):
-    """A logits model with its preprocessing. ``names[i]`` names output ``i``; ``in_channels`` 1 feeds
-    gray images (ITU-R 601 luma of the RGB frame, as torchvision's ``rgb_to_grayscale``).
-    ``backbone`` names the registry backbone of a densecnn checkpoint (None for whole models)."""
+class TensorClassifier(TensorPredictor):
+    """A classifier logits model with its preprocessing (see :class:`TensorPredictor`): the resized
+    frame is centre-cropped to ``crop``; the ``topk`` best classes are kept."""
 
-    backbone: str | None = None
+    kind = "Classifiers"
 
     def __init__(
         self,
@@ -63,41 +61,18 @@ class TensorClassifier(Predictor):
         topk: int,
         in_channels: int = 3,
     ) -> None:
-        super().__init__()
-        from torchvision.transforms import InterpolationMode
-
-        if in_channels not in (1, 3):
-            raise UsageError(f"Classifiers on {in_channels}-channel images are not supported (1 or 3).")
-        if len(preprocess.mean) != in_channels or len(preprocess.std) != in_channels:
-            raise UsageError(
-                f"Normalisation has {len(preprocess.mean)} mean values for {in_channels}-channel inputs."
-            )
-        self.device = device
-        self.half = half
-        self.model = model.eval().to(device)
-        if half:
-            self.model.half()
-        self.prep = preprocess
-        self.interpolation = InterpolationMode(preprocess.interpolation)
-        self.in_channels = in_channels
-        self.names = names
+        super().__init__(
+            model=model, preprocess=preprocess, names=names, device=device, half=half, in_channels=in_channels
+        )
         self.topk = topk
 
     def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
         """BGR uint8 frames of any sizes → normalised float ``(N, C, crop, crop)`` on the device."""
         import torchvision.transforms.functional as F
 
-        crops = []
-        for frame in frames:
-            x = torch.from_numpy(np.ascontiguousarray(frame.image)).to(self.device)
-            x = x.permute(2, 0, 1).flip(0)  # HWC BGR → CHW RGB, still uint8
-            x = F.resize(x, [self.prep.resize], interpolation=self.interpolation, antialias=True)
-            crops.append(F.center_crop(x, [self.prep.crop]))
-        x = torch.stack(crops)
-        if self.in_channels == 1:
-            x = F.rgb_to_grayscale(x)
-        x = F.normalize(F.convert_image_dtype(x, torch.float), mean=self.prep.mean, std=self.prep.std)
-        return x.half() if self.half else x
+        return self.normalised(
+            torch.stack([F.center_crop(self.resized(f), [self.prep.crop]) for f in frames])
+        )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)
@@ -124,7 +99,7 @@ def load_torchvision_classifier(
     """
     from torchvision.models import get_model
 
-    from densecnn.checkpoint import load_state_dict
+    from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 
     state = load_state_dict(weights)
     model = get_model(arch, weights=None)
@@ -137,13 +112,7 @@ def load_torchvision_classifier(
     num_classes = int(state[key].shape[0])
     if num_classes != model.state_dict()[key].shape[0]:
         model = get_model(arch, weights=None, num_classes=num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-            hint="Pick the --model these weights were trained for.",
-        ) from exc
+    load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 
@@ -75,3 +76,19 @@ def _local_font(font: str = "Arial.ttf") -> str:
 
 def _amp_as_asked(model: object) -> bool:
     return True
+def is_ultralytics_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a pickle that names Ultralytics classes (an Ultralytics ``.pt``).
+
+    Read as bytes, never unpickled: a ``torch.save`` zip's ``data.pkl`` (or a legacy pickle's first
+    MiB) holds the module paths of the pickled classes as plain text.
+    """
+    import zipfile
+
+    if not path.is_file():
+        return False
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            return any(b"ultralytics." in archive.read(n) for n in pickles)
+    with path.open("rb") as fh:
+        return b"ultralytics." in fh.read(1 << 20)

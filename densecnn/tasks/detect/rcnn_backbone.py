@@ -29,7 +29,7 @@ from densecnn.backbones import BACKBONES
 from densecnn.backbones.base import Backbone
 from densecnn.backbones.heads import FPN_STRIDES
 from densecnn.backbones.registry import backbone_for
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint
+from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into
 from densecnn.errors import UsageError
 
 CHECKPOINT_ARCH = "fasterrcnn"
@@ -153,9 +153,8 @@ def fasterrcnn_meta(
 
 def load_fasterrcnn_checkpoint(path: Path) -> tuple[FasterRCNN, CheckpointMeta]:
     """A densecnn Faster R-CNN checkpoint (``arch="fasterrcnn"``) rebuilt and loaded (eval mode)."""
-    state, meta = load_checkpoint(Path(path))
-    if meta.arch != CHECKPOINT_ARCH or meta.backbone is None:
-        raise UsageError(f"{path} holds a {meta.task} {meta.arch!r} model, not a Faster R-CNN on a backbone.")
+    what = "a Faster R-CNN on a backbone"
+    state, meta = load_head_checkpoint(path, archs=(CHECKPOINT_ARCH,), what=what)
     model = build_fasterrcnn(
         meta.backbone,
         meta.num_classes,
@@ -168,10 +167,4 @@ def load_fasterrcnn_checkpoint(path: Path) -> tuple[FasterRCNN, CheckpointMeta]:
         image_std=meta.std,
         fpn_channels=int(meta.extra.get("fpn_channels", 256)),
     )
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{path} does not fit a Faster R-CNN on {meta.backbone}: {str(exc).splitlines()[0]}"
-        ) from exc
-    return model.eval(), meta
+    return load_into(model, state, source=path, what=f"a Faster R-CNN on {meta.backbone}"), meta

@@ -62,7 +62,10 @@ def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
 
 
 class YoloDetector(Predictor):
-    """An Ultralytics detection model."""
+    """An Ultralytics detection model (``task``: the Ultralytics task its checkpoints must have)."""
+
+    task = "detect"
+    wrong_task_hint = "Use a detection checkpoint (yolov8n.pt, yolo11n.pt, ...) with `densecnn detect`."
 
     def __init__(
         self,
@@ -82,10 +85,10 @@ class YoloDetector(Predictor):
         from ultralytics.utils.checks import check_imgsz
 
         module = load_yolo_module(weights, user_named=user_named)
-        if getattr(module, "task", "detect") != "detect":
+        if getattr(module, "task", "detect") != self.task:
             raise UsageError(
-                f"{weights} is an Ultralytics {module.task!r} model, not a detector.",
-                hint="Use a detection checkpoint (yolov8n.pt, yolo11n.pt, ...) with `densecnn detect`.",
+                f"{weights} is an Ultralytics {module.task!r} model, not a {self.task} model.",
+                hint=self.wrong_task_hint,
             )
         # Same arguments as Ultralytics' predictor.setup_model with default settings.
         self.model = AutoBackend(
@@ -117,20 +120,28 @@ class YoloDetector(Predictor):
     def forward(self, batch: torch.Tensor) -> Any:
         return self.model(batch)
 
-    def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Detections]:
-        from ultralytics.utils import nms, ops
+    def nms(self, raw: Any, *, nc: int = 0) -> list[torch.Tensor]:
+        """Ultralytics' NMS with this predictor's thresholds → per image ``(n, 6 + extra)`` rows
+        ``x1, y1, x2, y2, score, class, ...`` in letterboxed pixels (``nc`` > 0: extra columns follow
+        the ``nc`` class scores, e.g. mask coefficients)."""
+        from ultralytics.utils import nms
 
-        preds = nms.non_max_suppression(
+        return nms.non_max_suppression(
             raw,
             self.conf,
             self.iou,
             self.classes,
             False,
             max_det=self.max_det,
-            nc=0,
+            nc=nc,
             max_time_img=self.nms_time_per_image,
             end2end=getattr(self.model, "end2end", False),
         )
+
+    def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Detections]:
+        from ultralytics.utils import ops
+
+        preds = self.nms(raw)
         out = []
         for pred, frame in zip(preds, frames, strict=True):
             pred[:, :4] = ops.scale_boxes(batch.shape[2:], pred[:, :4], frame.image.shape)

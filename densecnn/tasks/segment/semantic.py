@@ -26,7 +26,7 @@ from torch import nn
 
 from densecnn.errors import UsageError
 from densecnn.results import Frame, Segmentation
-from densecnn.tasks.base import Predictor
+from densecnn.tasks.tensor import TensorPredictor
 from densecnn.zoo.specs import Preprocess
 
 FULL_RESIZE_FLOATS = 1 << 26
@@ -91,13 +91,11 @@ def labels_at(
     return labels.cpu().numpy()
 
 
-class SemanticSegmenter(Predictor):
-    """A logits model with its preprocessing. ``names[i]`` names output channel ``i`` (at most 255
-    classes: the label map is uint8 and 255 means "no class"). ``in_channels`` 1 feeds gray images
-    (ITU-R 601 luma, as torchvision's ``rgb_to_grayscale``). ``backbone``: the registry backbone of a
-    densecnn checkpoint (None for whole models)."""
+class SemanticSegmenter(TensorPredictor):
+    """A per-pixel logits model with its preprocessing (see :class:`TensorPredictor`; no crop).
+    At most 255 classes: the label map is uint8 and 255 means "no class"."""
 
-    backbone: str | None = None
+    kind = "Segmenters"
 
     def __init__(
         self,
@@ -109,40 +107,18 @@ class SemanticSegmenter(Predictor):
         half: bool,
         in_channels: int = 3,
     ) -> None:
-        super().__init__()
-        from torchvision.transforms import InterpolationMode
-
         if len(names) > 255:
             raise UsageError(
                 f"Segmentation models with more than 255 classes are not supported ({len(names)})."
             )
-        if in_channels not in (1, 3):
-            raise UsageError(f"Segmenters on {in_channels}-channel images are not supported (1 or 3).")
-        self.device = device
-        self.half = half
-        self.model = model.eval().to(device)
-        if half:
-            self.model.half()
-        self.prep = preprocess
-        self.interpolation = InterpolationMode(preprocess.interpolation)
-        self.in_channels = in_channels
-        self.names = names
+        super().__init__(
+            model=model, preprocess=preprocess, names=names, device=device, half=half, in_channels=in_channels
+        )
 
     def preprocess(self, frames: Sequence[Frame]) -> list[torch.Tensor]:
         """BGR uint8 frames of any sizes → normalised float ``(C, h, w)`` tensors on the device, the
         shorter side ``resize`` pixels (one per frame: sizes may differ)."""
-        import torchvision.transforms.functional as TF
-
-        out = []
-        for frame in frames:
-            x = torch.from_numpy(np.ascontiguousarray(frame.image)).to(self.device)
-            x = x.permute(2, 0, 1).flip(0)  # HWC BGR → CHW RGB, still uint8
-            x = TF.resize(x, [self.prep.resize], interpolation=self.interpolation, antialias=True)
-            if self.in_channels == 1:
-                x = TF.rgb_to_grayscale(x)
-            x = TF.normalize(TF.convert_image_dtype(x, torch.float), mean=self.prep.mean, std=self.prep.std)
-            out.append(x.half() if self.half else x)
-        return out
+        return [self.normalised(self.resized(frame)) for frame in frames]
 
     def forward(self, batch: list[torch.Tensor]) -> list[torch.Tensor]:
         """Logits ``(C, h, w)`` per input; runs of equally sized inputs go through the model together."""
@@ -184,7 +160,7 @@ def load_torchvision_segmenter(
     """
     from torchvision.models import get_model
 
-    from densecnn.checkpoint import load_state_dict
+    from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 
     state = load_state_dict(weights)
     num_classes = _num_classes(arch, state)
@@ -198,13 +174,7 @@ def load_torchvision_segmenter(
     if arch.startswith("deeplabv3"):
         kwargs["aux_loss"] = aux
     model = get_model(arch, **kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-            hint="Pick the --model these weights were trained for.",
-        ) from exc
+    load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}

@@ -37,7 +37,7 @@ from torch import nn
 from densecnn.backbones.base import Backbone
 from densecnn.backbones.heads import DEEPLAB_STRIDES, UNET_STRIDES
 from densecnn.backbones.registry import backbone_for
-from densecnn.checkpoint import CheckpointMeta, load_checkpoint
+from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into, load_state_dict
 from densecnn.errors import UsageError
 
 PAD_TO = 32
@@ -185,15 +185,22 @@ def load_segmentation_checkpoint(path: Path) -> tuple[SegmentationModel, Checkpo
 
     ``meta.extra["builder_kwargs"]``, if present, goes to the builder (e.g. ``decoder_channels``).
     """
-    state, meta = load_checkpoint(Path(path))
-    if meta.arch not in _BUILDERS or meta.backbone is None:
-        raise UsageError(f"{path} holds a {meta.task} {meta.arch!r} model, not a U-Net or DeepLabV3+.")
+    state, meta = load_head_checkpoint(path, archs=tuple(_BUILDERS), what="a U-Net or DeepLabV3+")
     kwargs: dict[str, Any] = dict(meta.extra.get("builder_kwargs", {}))
     model = _BUILDERS[meta.arch](meta.backbone, meta.num_classes, in_channels=meta.in_channels, **kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{path} does not fit {meta.arch} on {meta.backbone}: {str(exc).splitlines()[0]}"
-        ) from exc
-    return model.eval(), meta
+    return load_into(model, state, source=path, what=f"{meta.arch} on {meta.backbone}"), meta
+
+
+def load_segmentation_state_dict(path: Path, arch: str, backbone: str, num_classes: int) -> SegmentationModel:
+    """A plain state dict (``torch.save`` or ``.safetensors``, no densecnn metadata) of a ``unet`` /
+    ``deeplabv3plus`` on registry ``backbone`` with ``num_classes`` outputs, loaded (eval mode)."""
+    state = load_state_dict(Path(path))
+    model = _BUILDERS[arch](backbone, num_classes)
+    head = state.get("segmentation_head.0.weight")
+    hint = (
+        f"Its head has {head.shape[0]} outputs: pass --num-classes {head.shape[0]}."
+        if head is not None and head.shape[0] != num_classes
+        else "Check --model and --backbone against how the weights were trained."
+    )
+    what = f"{arch} on {backbone} with {num_classes} classes"
+    return load_into(model, state, source=path, what=what, hint=hint)

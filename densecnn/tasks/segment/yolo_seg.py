@@ -1,0 +1,55 @@
+"""YOLO instance segmentation through Ultralytics (``yolov8n-seg``, ``yolo11n-seg``, any ``-seg`` .pt).
+
+Preprocessing, inference and NMS are the detection adapter's (:class:`YoloDetector`: LetterBox,
+AutoBackend, ``non_max_suppression`` with the mask coefficients kept as extra columns). Masks are
+made the way Ultralytics' ``predict(retina_masks=True)`` makes them, with its own functions: boxes
+scaled back to the input (``scale_boxes``), then ``process_mask_native``: prototypes x coefficients,
+bilinear upsampling, the letterbox padding cut away (``scale_masks``), resized to the input's exact
+``(H, W)``, thresholded at 0 and cropped to the box. So mask pixel ``(x, y)`` is input pixel
+``(x, y)``. As Ultralytics does, instances whose mask comes out empty are dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from densecnn.results import Frame, InstanceSegmentation
+from densecnn.tasks.detect.yolo import YoloDetector
+
+
+class YoloSegmenter(YoloDetector):
+    """An Ultralytics segmentation model: ``InstanceSegmentation`` results in input pixels."""
+
+    task = "segment"
+    wrong_task_hint = (
+        "Pass an Ultralytics segmentation checkpoint (yolov8n-seg.pt, yolo11n-seg.pt, ...); "
+        "detectors go with `densecnn detect`."
+    )
+
+    def postprocess(
+        self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]
+    ) -> list[InstanceSegmentation]:  # type: ignore[override]
+        from ultralytics.utils import ops
+
+        # PyTorch models return ((boxes+scores+coefficients, protos), raw head outputs); exported
+        # ones (boxes..., protos). Same split as Ultralytics' SegmentationPredictor.
+        protos = raw[0][1] if isinstance(raw[0], tuple) else raw[1]
+        preds = self.nms(raw[0], nc=len(self.names))
+        out = []
+        for pred, proto, frame in zip(preds, protos, frames, strict=True):
+            pred = pred.float()  # fp16 runs: process_mask_native multiplies by float prototypes
+            height, width = frame.image.shape[:2]
+            pred[:, :4] = ops.scale_boxes(batch.shape[2:], pred[:, :4], frame.image.shape)
+            masks = ops.process_mask_native(proto, pred[:, 6:], pred[:, :4], (height, width))
+            keep = masks.amax((-2, -1)) > 0
+            pred, masks = pred[keep], masks[keep]
+            p = pred[:, :6].float().cpu().numpy()
+            out.append(
+                InstanceSegmentation(
+                    p[:, :4], p[:, 4], p[:, 5].astype("int64"), self.names, masks.bool().cpu().numpy()
+                )
+            )
+        return out
