@@ -76,6 +76,8 @@ def _local_font(font: str = "Arial.ttf") -> str:
 
 def _amp_as_asked(model: object) -> bool:
     return True
+
+
 def is_ultralytics_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a pickle that names Ultralytics classes (an Ultralytics ``.pt``).
 
