@@ -3,7 +3,6 @@ of images, folders and videos."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,11 +99,6 @@ def segment(
     models, image inputs), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs
     done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
-    # PyTorch's OpenMP threads spin while they wait by default; next to the pipeline's reader and
-    # writer threads (PNG, RLE and overlay work) that stalls inference ~4x on a 2-core machine
-    # (coco128, yolov8n-seg: 163 s → 35 s). Read when torch loads, so it is set before any import of
-    # it; an OMP_WAIT_POLICY the user set wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig
     from densecnn.tasks.segment import instance_spec, resolve_class_names
