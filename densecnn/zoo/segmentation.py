@@ -66,6 +66,9 @@ _TORCH_SEG = [
     ),
 ]
 
+TORCHVISION_SEGMENTERS: tuple[str, ...] = tuple(name for name, _, _ in _TORCH_SEG)
+"""The torchvision builders above: ``densecnn train segment --model NAME`` trains them too (arch = NAME)."""
+
 # name, description (COCO val2017 box / mask mAP 50-95 from Ultralytics' model tables)
 _YOLO_SEG = [
     ("yolov8n-seg", "YOLOv8 nano instance segmentation, COCO 80 classes, 36.7 box / 30.5 mask mAP"),
