@@ -1,7 +1,9 @@
 """`densecnn train segment --model <torchvision builder>` on real Penn-Fudan photos: LR-ASPP from
 scratch (loss falls; its checkpoint runs in `densecnn segment` and `eval segment` with nothing else),
 and DeepLabV3 transfer from a VOC-shaped (21-class) state dict: a new 2-class classifier and aux head,
-frozen backbone stages kept bit for bit, from `--weights` or from the zoo file in the weight store."""
+frozen backbone stages kept bit for bit, from `--weights` or from the zoo file in the weight store.
+Also the `deeplabv3` head on a registry backbone: torchvision's DeepLabHead, output for output, and
+trained through the same CLI."""
 
 from __future__ import annotations
 
@@ -164,3 +166,50 @@ def test_torchvision_model_refuses_a_backbone(work: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 2, r.stdout + r.stderr
     assert "has its own backbone" in r.stdout + r.stderr
+
+
+def test_deeplabv3_head_is_torchvisions_deeplabhead() -> None:
+    """`deeplabv3` on a registry backbone = torchvision's DeepLabHead (same weights) on the stride-32
+    stage, logits upsampled bilinearly to the input."""
+    import torch.nn.functional as F
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead
+
+    from densecnn.tasks.segment.smp_heads import build_deeplabv3
+
+    torch.manual_seed(0)
+    model = build_deeplabv3("resnet18", 3).eval()
+    ref = DeepLabHead(512, 3, atrous_rates=(3, 6, 9)).eval()
+    rename = {
+        "0.": "decoder.aspp.",
+        "1.": "decoder.block.0.",
+        "2.": "decoder.block.1.",
+        "4.": "segmentation_head.",
+    }
+    ours = {rename[k[:2]] + k[2:]: v for k, v in ref.state_dict().items()}
+    model.load_state_dict({**model.state_dict(), **ours})
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        logits = ref(model.backbone(x)[-1])
+        expected = F.interpolate(logits, size=(96, 128), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(model(x), expected)
+
+
+def test_deeplabv3_head_trains_on_a_registry_backbone(work: Path) -> None:
+    r = densecnn(
+        "train", "segment", "--data", "pf", "--model", "deeplabv3", "--backbone", "mobilenet_v3_small",
+        "--imgsz", "64", "--epochs", "2", "--name", "dl3", *COMMON, cwd=work,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    best = work / "runs/train/dl3/weights/best.safetensors"
+    from densecnn.checkpoint import read_meta
+
+    meta = read_meta(best)
+    assert meta is not None
+    assert (meta.arch, meta.backbone, meta.input_size) == ("deeplabv3", "mobilenet_v3_small", 64)
+    name = sorted((work / "pf/images").iterdir())[0].name
+    r = densecnn(
+        "segment", f"pf/images/{name}", "--weights", str(best), "--no-save-overlay", "--name", "dl3", cwd=work
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    mask = Image.open(work / "runs/segment/dl3/masks" / f"{name}.png")
+    assert mask.size == Image.open(PENNFUDAN / "images" / name).size

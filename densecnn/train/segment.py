@@ -34,7 +34,7 @@ from densecnn.train.segment_tv import BuiltModel, build_torchvision
 from densecnn.train.start import imagenet_weights, load_matching, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, segment_transform
 
-ARCHS = ("unet", "deeplabv3plus")
+ARCHS = ("unet", "deeplabv3plus", "deeplabv3")  # heads on any registry backbone
 DEFAULT_BACKBONE = "resnet18"
 AUX_WEIGHT = 0.5  # torchvision's reference recipe for DeepLabV3's auxiliary head
 MAX_CLASS_COLUMNS = 8  # per-class IoU columns in results.csv up to this many classes

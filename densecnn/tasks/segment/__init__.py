@@ -33,7 +33,7 @@ from densecnn.zoo import MODELS, ModelSpec, fetch_default
 from densecnn.zoo.specs import Preprocess
 from densecnn.zoo.store import WeightStore
 
-CHECKPOINT_ARCHS = ("unet", "deeplabv3plus")
+CHECKPOINT_ARCHS = ("unet", "deeplabv3plus", "deeplabv3")
 
 
 def resolve_spec(model: str | None) -> ModelSpec:
