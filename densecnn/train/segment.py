@@ -1,4 +1,5 @@
-"""``densecnn train segment``: U-Net / DeepLabV3+ (smp decoders) on any registry backbone, trained
+"""``densecnn train segment``: U-Net / DeepLabV3+ (smp decoders) and DeepLabV3 (torchvision's head)
+on any registry backbone, or torchvision's DeepLabV3 / LR-ASPP models (:mod:`.segment_tv`), trained
 on a masks folder (:mod:`densecnn.data.masks`) with densecnn's loop (:mod:`densecnn.train.loop`).
 
 Training batches are square ``imgsz`` crops (:func:`~densecnn.train.transforms.segment_transform`);

@@ -2,9 +2,10 @@
 
 Which model runs:
 
-- ``--weights`` a densecnn checkpoint (``.safetensors`` with densecnn metadata, ``unet`` or
-  ``deeplabv3plus`` on a registry backbone): it names its own head, backbone, classes and
-  normalisation; ``--model`` is not needed. Its images are resized so the shorter side is
+- ``--weights`` a densecnn checkpoint (``.safetensors`` with densecnn metadata: ``unet``,
+  ``deeplabv3plus`` or ``deeplabv3`` on a registry backbone, or a torchvision DeepLabV3 / LR-ASPP
+  from ``densecnn train segment``): it names its own model, backbone, classes and normalisation;
+  ``--model`` is not needed. Its images are resized so the shorter side is
   ``meta.input_size`` (``--imgsz`` overrides), as torchvision's preset does.
 - otherwise ``--model`` (default: the registry's segment default), with ``--weights`` replacing its
   official weight file (a torchvision state dict).
