@@ -92,7 +92,7 @@ def test_predicts_people_on_held_out_photos(trained: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     tp = fp = fn = fg = total = 0
     for name in names:
-        pred = np.asarray(Image.open(trained / "runs/segment/held/masks" / name)) == 1
+        pred = np.asarray(Image.open(trained / "runs/segment/held/masks" / f"{name}.png")) == 1
         gt = np.asarray(Image.open(PENNFUDAN / "masks" / name.replace(".png", "_mask.png"))) > 0
         tp, fp, fn = tp + (pred & gt).sum(), fp + (pred & ~gt).sum(), fn + (~pred & gt).sum()
         fg, total = fg + gt.sum(), total + gt.size
