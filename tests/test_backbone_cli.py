@@ -94,7 +94,7 @@ def test_models_matrix_measures_once_and_lists_every_backbone(run_cli: CliRunner
     lines = {line.split("│")[1].strip(): line for line in r.stdout.splitlines() if line.count("│") > 2}
     assert set(BACKBONES.names()) <= set(lines)
     assert "11.7 / 1.81" in lines["resnet18"]  # ResNet-18 classifier: torchvision's 11.69 M, 1.81 GFLOPs
-    assert lines["lenet"].count("— no stride") == 3
+    assert lines["lenet"].count("— no stride") == 4  # fasterrcnn, unet, deeplabv3plus, deeplabv3
     assert "not cached" in lines["resnet18"]
     cache = tmp_path / "_weights" / "model_matrix.json"
     stamp = cache.stat().st_mtime_ns

@@ -26,13 +26,19 @@ from densecnn.tasks.classify.head import (
     load_classifier_checkpoint,
 )
 from densecnn.tasks.detect.rcnn_backbone import build_fasterrcnn
-from densecnn.tasks.segment.smp_heads import build_deeplabv3plus, build_unet, load_segmentation_checkpoint
+from densecnn.tasks.segment.smp_heads import (
+    build_deeplabv3,
+    build_deeplabv3plus,
+    build_unet,
+    load_segmentation_checkpoint,
+)
 
 HEAVY = {"resnet34", "resnet50", "convnext_tiny"}  # big backbones: their dense heads are marked slow
 CANNOT = {  # (backbone, head) → the reason it must give
     ("lenet", "fasterrcnn"): r"strides \[8, 16, 32\].*lenet.*missing \[16, 32\]",
     ("lenet", "unet"): r"strides \[4, 8, 16, 32\].*lenet.*missing \[16, 32\]",
     ("lenet", "deeplabv3plus"): r"strides \[4, 32\].*lenet.*missing \[32\]",
+    ("lenet", "deeplabv3"): r"strides \[32\].*lenet.*missing \[32\]",
 }
 
 
@@ -102,7 +108,9 @@ def test_heads_by_name_build_their_backbone() -> None:
         build_classifier(model.backbone, 2, pretrained_backbone=True)
 
 
-@pytest.mark.parametrize("build", [build_unet, build_deeplabv3plus], ids=["unet", "deeplabv3plus"])
+@pytest.mark.parametrize(
+    "build", [build_unet, build_deeplabv3plus, build_deeplabv3], ids=["unet", "deeplabv3plus", "deeplabv3"]
+)
 def test_segmentation_any_size_is_padded_to_32(build) -> None:  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     model = build("resnet18", 4).eval()

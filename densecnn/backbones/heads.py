@@ -24,6 +24,7 @@ CLASSIFIER_STRIDES: tuple[int, ...] = ()  # global pooling on the last stage: an
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32)  # + stride 4 when present; FPN adds a stride-64 level
 UNET_STRIDES: tuple[int, ...] = (4, 8, 16, 32)  # + stride 2 when present
 DEEPLAB_STRIDES: tuple[int, ...] = (4, 32)  # low-level skip at 4, ASPP at 32
+DEEPLABV3_STRIDES: tuple[int, ...] = (32,)  # ASPP on the deepest stage only
 
 
 @dataclass(frozen=True)
@@ -100,5 +101,17 @@ HEADS.add(
         21,
         "densecnn.tasks.segment.smp_heads:build_deeplabv3plus",
         "segmentation-models-pytorch DeepLabV3+ decoder (ASPP on the stride-32 stage)",
+    ),
+)
+HEADS.add(
+    "deeplabv3",
+    HeadSpec(
+        "deeplabv3",
+        "segment",
+        DEEPLABV3_STRIDES,
+        512,
+        21,
+        "densecnn.tasks.segment.smp_heads:build_deeplabv3",
+        "torchvision DeepLabHead (ASPP + 3x3 conv) on the stride-32 stage, upsampled to the input",
     ),
 )

@@ -27,7 +27,10 @@ _HELP = {
     "detect": "Train a detector: YOLO through Ultralytics' own trainer (--model yolov8n.pt or "
     "yolov8n.yaml), or Faster R-CNN on any --backbone (--model fasterrcnn). Data: a YOLO data.yaml or "
     "a COCO JSON.",
-    "segment": "Train U-Net or DeepLabV3+ (--model unet|deeplabv3plus) on any --backbone. Data: a masks "
+    "segment": "Train U-Net, DeepLabV3+ or DeepLabV3 (--model unet|deeplabv3plus|deeplabv3) on any "
+    "--backbone, or a torchvision model (--model deeplabv3_mobilenet_v3_large, deeplabv3_resnet50, "
+    "deeplabv3_resnet101, lraspp_mobilenet_v3_large: from the zoo's VOC weights when the store has them, "
+    "--weights a torchvision state dict, or from scratch; new class count: new last convs). Data: a masks "
     "folder (images/ + masks/ with the same stems; classes.json, --class-names or --num-classes; "
     "instance-id masks with --mask-mode instances-to-foreground).",
     "classify": "Train the classification head on any --backbone. Data: an ImageFolder "
@@ -59,7 +62,10 @@ def train_command(
     ),
     weights: Path | None = _WEIGHTS,
     pretrained: bool = typer.Option(
-        True, "--pretrained/--no-pretrained", help="Backbone ImageNet weights when the weight store has them."
+        True,
+        "--pretrained/--no-pretrained",
+        help="Backbone ImageNet weights (torchvision segmenters: their VOC weights) when the weight "
+        "store has them.",
     ),
     epochs: int = typer.Option(50, "--epochs", help="Epochs (with --resume: the new total)."),
     batch: int = typer.Option(8, "--batch", help="Images per training batch."),

@@ -28,20 +28,31 @@ def resolve_task_spec(model: str | None, task: str) -> ModelSpec:
 
 
 def check_checkpoint(
-    cfg: PredictConfig, meta: CheckpointMeta, *, task: str, archs: Collection[str], what: str
+    cfg: PredictConfig,
+    meta: CheckpointMeta,
+    *,
+    task: str,
+    archs: Collection[str],
+    what: str,
+    whole: Collection[str] = (),
 ) -> Path:
-    """A densecnn checkpoint given with ``--weights`` must hold one of ``archs`` on a backbone (``what``
-    names them for the user) and agree with ``--model`` / ``--backbone``. Returns its path."""
+    """A densecnn checkpoint given with ``--weights`` must hold one of ``archs`` on a backbone, or one
+    of the ``whole`` models (their own backbone, none named), and agree with ``--model`` /
+    ``--backbone``; ``what`` names them for the user. Returns its path."""
     path = cfg.weights
     if path is None:
         raise UsageError("A densecnn checkpoint needs --weights.")
-    if meta.task != task or meta.arch not in archs or meta.backbone is None:
+    if meta.arch in whole and meta.task == task:
+        if cfg.backbone is not None:
+            raise UsageError(f"{path} holds a {meta.arch}, which has its own backbone; leave out --backbone.")
+    elif meta.task != task or meta.arch not in archs or meta.backbone is None:
         raise UsageError(
             f"{path} is a densecnn {meta.task} checkpoint ({meta.arch}), not {what}.",
             hint=f"Use it with `densecnn {meta.task}`." if meta.task != task else None,
         )
     if cfg.model is not None and cfg.model.lower() != meta.arch:
-        raise UsageError(f"{path} holds a {meta.arch} on {meta.backbone}; leave out --model {cfg.model}.")
+        on = f" on {meta.backbone}" if meta.backbone else ""
+        raise UsageError(f"{path} holds a {meta.arch}{on}; leave out --model {cfg.model}.")
     if cfg.backbone is not None and cfg.backbone != meta.backbone:
         raise UsageError(f"{path} was trained on backbone {meta.backbone}, not {cfg.backbone}.")
     return path

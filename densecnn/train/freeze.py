@@ -19,12 +19,22 @@ def backbone_stages(backbone: nn.Module) -> list[list[nn.Module]]:
     """The modules of each stage of a registry backbone, shallow to deep (one list per stage).
 
     ResNet: ``[conv1, bn1]``, ``[layer1]`` ... ``[layer4]``; ``features`` backbones (MobileNetV3,
-    EfficientNet, ConvNeXt): the blocks up to each stage end; LeNet: its ``stages``.
+    EfficientNet, ConvNeXt): the blocks up to each stage end; LeNet: its ``stages``. torchvision's
+    DeepLabV3 / LR-ASPP ``model.backbone`` (an ``IntermediateLayerGetter``) counts the same way:
+    ResNet's layers, or MobileNetV3's blocks split where a block downsamples (``_is_cn``).
     """
     from densecnn.backbones.torchvision_nets import FeaturesBackbone, ResNetBackbone
 
-    if isinstance(backbone, ResNetBackbone):
+    if isinstance(backbone, ResNetBackbone) or hasattr(backbone, "layer4"):
         return [[backbone.conv1, backbone.bn1], *([getattr(backbone, f"layer{i}")] for i in range(1, 5))]
+    blocks = list(backbone.children())
+    if any(getattr(block, "_is_cn", False) for block in blocks):  # torchvision MobileNetV3 blocks
+        groups: list[list[nn.Module]] = [[]]
+        for block in blocks:
+            if getattr(block, "_is_cn", False) and groups[-1]:
+                groups.append([])
+            groups[-1].append(block)
+        return groups
     if isinstance(backbone, FeaturesBackbone):
         stages, start = [], 0
         for end in backbone.ends:

@@ -1,4 +1,5 @@
-"""``densecnn train segment``: U-Net / DeepLabV3+ (smp decoders) on any registry backbone, trained
+"""``densecnn train segment``: U-Net / DeepLabV3+ (smp decoders) and DeepLabV3 (torchvision's head)
+on any registry backbone, or torchvision's DeepLabV3 / LR-ASPP models (:mod:`.segment_tv`), trained
 on a masks folder (:mod:`densecnn.data.masks`) with densecnn's loop (:mod:`densecnn.train.loop`).
 
 Training batches are square ``imgsz`` crops (:func:`~densecnn.train.transforms.segment_transform`);
@@ -30,11 +31,13 @@ from densecnn.errors import UsageError
 from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import backbone_stages
 from densecnn.train.loop import TrainTask, fit, resolve_resume, seed_everything
+from densecnn.train.segment_tv import BuiltModel, build_torchvision
 from densecnn.train.start import imagenet_weights, load_matching, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, segment_transform
 
-ARCHS = ("unet", "deeplabv3plus")
+ARCHS = ("unet", "deeplabv3plus", "deeplabv3")  # heads on any registry backbone
 DEFAULT_BACKBONE = "resnet18"
+AUX_WEIGHT = 0.5  # torchvision's reference recipe for DeepLabV3's auxiliary head
 MAX_CLASS_COLUMNS = 8  # per-class IoU columns in results.csv up to this many classes
 
 
@@ -84,7 +87,8 @@ def as_list(batch: list[Any]) -> list[Any]:
 
 @dataclass
 class SegmentLoss:
-    """Cross-entropy + multiclass Dice (smp), both ignoring ``ignore_index``."""
+    """Cross-entropy + multiclass Dice (smp), both ignoring ``ignore_index``; + 0.5 x the cross-entropy
+    of torchvision's auxiliary head when the model returns one."""
 
     ignore_index: int
 
@@ -96,8 +100,14 @@ class SegmentLoss:
     def __call__(self, model: nn.Module, batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
         images, masks = (t.to(device, non_blocking=True) for t in batch)
         logits = model(images)
+        aux = None
+        if isinstance(logits, dict):  # torchvision: {"out": ..., "aux": ... when aux_loss}
+            logits, aux = logits["out"], logits.get("aux")
         ce = F.cross_entropy(logits, masks, ignore_index=self.ignore_index)
-        return {"ce": ce, "dice": self.dice(logits.float(), masks)}
+        losses = {"ce": ce, "dice": self.dice(logits.float(), masks)}
+        if aux is not None:
+            losses["aux"] = AUX_WEIGHT * F.cross_entropy(aux, masks, ignore_index=self.ignore_index)
+        return losses
 
 
 @dataclass
@@ -133,22 +143,51 @@ class SegmentValidator:
         return {**out, "fitness": metrics["mIoU"]}
 
 
-def build_task(cfg: TrainConfig) -> TrainTask:
-    """Model, data, loss and validation of a ``train segment`` run (see the module docstring)."""
+def _arch(cfg: TrainConfig, meta0: CheckpointMeta | None) -> str:
+    """``--model`` (else the ``--weights`` checkpoint's, else unet), checked to be trainable here."""
+    from densecnn.zoo.segmentation import TORCHVISION_SEGMENTERS
+
+    arch = (cfg.model or (meta0.arch if meta0 else "unet")).lower()
+    if arch not in ARCHS and arch not in TORCHVISION_SEGMENTERS:
+        raise UsageError(
+            f"train segment: --model {cfg.model} is not trainable here; use "
+            f"{', '.join(ARCHS)} (on any --backbone) or {', '.join(TORCHVISION_SEGMENTERS)}.",
+            hint="The heads train on any registry --backbone (`densecnn models --matrix`).",
+        )
+    return arch
+
+
+def _registry_head(
+    arch: str, cfg: TrainConfig, meta0: CheckpointMeta | None, num_classes: int, notes: list[str]
+) -> BuiltModel:
+    """A head of :data:`~densecnn.backbones.heads.HEADS` on a registry backbone (ImageNet weights from
+    the store when ``--pretrained``; ``--weights`` loaded where shapes fit)."""
     from densecnn.backbones import BACKBONES
     from densecnn.backbones.heads import HEADS
-    from densecnn.tasks.segment.smp_heads import build_deeplabv3plus, build_unet
 
+    backbone = cfg.backbone or (meta0.backbone if meta0 and meta0.backbone else DEFAULT_BACKBONE)
+    pretrained = imagenet_weights(backbone, pretrained=cfg.pretrained and cfg.weights is None, notes=notes)
+    model = HEADS.get(arch).build(backbone, num_classes, pretrained_backbone=pretrained)
+    if cfg.weights is not None:
+        load_matching(model, cfg.weights, notes)
+    prep = BACKBONES.get(backbone).preprocess
+    return BuiltModel(
+        model=model,
+        backbone_module=model.backbone,
+        backbone=backbone,
+        imgsz=cfg.imgsz or HEADS.get(arch).input_size,
+        mean=tuple(prep.mean),
+        std=tuple(prep.std),
+        builder_kwargs={},
+    )
+
+
+def build_task(cfg: TrainConfig) -> TrainTask:
+    """Model, data, loss and validation of a ``train segment`` run (see the module docstring)."""
     seed_everything(cfg.seed, deterministic=cfg.deterministic)  # the model's init is part of the run
     notes: list[str] = []
     meta0 = start_meta(cfg.weights, task="segment")
-    arch = (cfg.model or (meta0.arch if meta0 else "unet")).lower()
-    if arch not in ARCHS:
-        raise UsageError(
-            f"train segment: --model {cfg.model} is not trainable here; use {' or '.join(ARCHS)}.",
-            hint="U-Net and DeepLabV3+ train on any registry --backbone (`densecnn models --matrix`).",
-        )
-    backbone = cfg.backbone or (meta0.backbone if meta0 and meta0.backbone else DEFAULT_BACKBONE)
+    arch = _arch(cfg, meta0)
     folder = open_masks_folder(
         cfg.data,
         mask_mode=cfg.mask_mode,
@@ -159,14 +198,11 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         ignore_index=cfg.ignore_index,
     )
     names = folder.class_names
-    pretrained = imagenet_weights(backbone, pretrained=cfg.pretrained and cfg.weights is None, notes=notes)
-    build = build_unet if arch == "unet" else build_deeplabv3plus
-    model = build(backbone, len(names), pretrained_backbone=pretrained)
-    if cfg.weights is not None:
-        load_matching(model, cfg.weights, notes)
-    imgsz = cfg.imgsz or HEADS.get(arch).input_size
-    prep = BACKBONES.get(backbone).preprocess
-    mean, std = tuple(prep.mean), tuple(prep.std)
+    if arch in ARCHS:
+        built = _registry_head(arch, cfg, meta0, len(names), notes)
+    else:
+        built = build_torchvision(arch, cfg, len(names), notes)
+    imgsz, mean, std = built.imgsz, built.mean, built.std
     split = "own train/val folders" if folder.explicit_split else f"seeded split, val {cfg.val_fraction:g}"
     notes.append(f"Data: {cfg.data} ({split}); classes: {', '.join(names)}; mask mode {cfg.mask_mode}")
     transform = segment_transform(imgsz, augment=cfg.augment, mean=mean, std=std)
@@ -177,9 +213,9 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         input_size=imgsz,
         mean=mean,
         std=std,
-        backbone=backbone,
+        backbone=built.backbone,
         extra={
-            "builder_kwargs": {},
+            "builder_kwargs": built.builder_kwargs,
             "data": {
                 "format": "masks",
                 "mask_mode": cfg.mask_mode,
@@ -190,14 +226,14 @@ def build_task(cfg: TrainConfig) -> TrainTask:
         },
     )
     return TrainTask(
-        model=model,
+        model=built.model,
         train_data=MaskTrainData(folder.train, folder, transform),
         val_data=MaskValData(folder.val, folder),
         train_step=SegmentLoss(cfg.ignore_index),
         validate=SegmentValidator(names, imgsz, mean, std, cfg.ignore_index),
         meta=meta,
         val_collate_fn=as_list,
-        stages=backbone_stages(model.backbone),
+        stages=backbone_stages(built.backbone_module),
         default_lr=1e-3,
         notes=notes,
     )

@@ -6,8 +6,9 @@ and tests/test_segment.py.
   which is what torch.hub checks. Preprocessing is their ``SemanticSegmentation`` preset: the shorter
   side resized to 520 px (bilinear, antialiased), scaled to [0, 1], normalised with the ImageNet
   mean/std; no crop.
-- ``unet`` and ``deeplabv3plus``: smp decoders on any registry ``--backbone``
-  (``densecnn.tasks.segment.smp_heads``); no official weights, they come from a densecnn checkpoint.
+- ``unet`` and ``deeplabv3plus`` (smp decoders) and ``deeplabv3`` (torchvision's DeepLabHead) on
+  any registry ``--backbone`` (``densecnn.tasks.segment.smp_heads``); no official weights, they come
+  from a densecnn checkpoint. The torchvision models above train too (``densecnn train segment``).
 
 - Ultralytics YOLO instance segmenters (``yolov8n-seg``, ``yolo11n-seg``), COCO 80 classes, from the
   ultralytics/assets v8.4.0 release like the detectors. No sha256 is registered for them (none could
@@ -66,6 +67,9 @@ _TORCH_SEG = [
     ),
 ]
 
+TORCHVISION_SEGMENTERS: tuple[str, ...] = tuple(name for name, _, _ in _TORCH_SEG)
+"""The torchvision builders above: ``densecnn train segment --model NAME`` trains them too (arch = NAME)."""
+
 # name, description (COCO val2017 box / mask mAP 50-95 from Ultralytics' model tables)
 _YOLO_SEG = [
     ("yolov8n-seg", "YOLOv8 nano instance segmentation, COCO 80 classes, 36.7 box / 30.5 mask mAP"),
@@ -122,6 +126,7 @@ def _register() -> None:
     for arch, desc in (
         ("unet", "U-Net (smp decoder) on any --backbone; weights from a densecnn checkpoint"),
         ("deeplabv3plus", "DeepLabV3+ (smp decoder) on any --backbone; weights from a densecnn checkpoint"),
+        ("deeplabv3", "DeepLabV3 (torchvision head) on any --backbone; weights from a densecnn checkpoint"),
     ):
         MODELS.add(
             arch,

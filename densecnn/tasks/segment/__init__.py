@@ -2,9 +2,10 @@
 
 Which model runs:
 
-- ``--weights`` a densecnn checkpoint (``.safetensors`` with densecnn metadata, ``unet`` or
-  ``deeplabv3plus`` on a registry backbone): it names its own head, backbone, classes and
-  normalisation; ``--model`` is not needed. Its images are resized so the shorter side is
+- ``--weights`` a densecnn checkpoint (``.safetensors`` with densecnn metadata: ``unet``,
+  ``deeplabv3plus`` or ``deeplabv3`` on a registry backbone, or a torchvision DeepLabV3 / LR-ASPP
+  from ``densecnn train segment``): it names its own model, backbone, classes and normalisation;
+  ``--model`` is not needed. Its images are resized so the shorter side is
   ``meta.input_size`` (``--imgsz`` overrides), as torchvision's preset does.
 - otherwise ``--model`` (default: the registry's segment default), with ``--weights`` replacing its
   official weight file (a torchvision state dict).
@@ -33,7 +34,7 @@ from densecnn.zoo import MODELS, ModelSpec, fetch_default
 from densecnn.zoo.specs import Preprocess
 from densecnn.zoo.store import WeightStore
 
-CHECKPOINT_ARCHS = ("unet", "deeplabv3plus")
+CHECKPOINT_ARCHS = ("unet", "deeplabv3plus", "deeplabv3")
 
 
 def resolve_spec(model: str | None) -> ModelSpec:
@@ -170,12 +171,22 @@ def _from_state_dict(
 
 
 def _from_checkpoint(cfg: PredictConfig, meta: CheckpointMeta) -> tuple[Predictor, ModelSpec]:
-    """A densecnn U-Net / DeepLabV3+ checkpoint on a registry backbone, rebuilt and loaded."""
-    from densecnn.tasks.segment.semantic import SemanticSegmenter
+    """A densecnn segmentation checkpoint (a head on a registry backbone, or a torchvision DeepLabV3 /
+    LR-ASPP trained by ``densecnn train segment``), rebuilt and loaded."""
+    from densecnn.tasks.segment.semantic import SemanticSegmenter, load_torchvision_checkpoint
     from densecnn.tasks.segment.smp_heads import load_segmentation_checkpoint
+    from densecnn.zoo.segmentation import TORCHVISION_SEGMENTERS
 
-    path = check_checkpoint(cfg, meta, task="segment", archs=CHECKPOINT_ARCHS, what="a U-Net or DeepLabV3+")
-    model, _ = load_segmentation_checkpoint(path)
+    path = check_checkpoint(
+        cfg,
+        meta,
+        task="segment",
+        archs=CHECKPOINT_ARCHS,
+        what="a U-Net, DeepLabV3(+) or torchvision segmenter",
+        whole=TORCHVISION_SEGMENTERS,
+    )
+    whole = meta.arch in TORCHVISION_SEGMENTERS
+    model, _ = (load_torchvision_checkpoint if whole else load_segmentation_checkpoint)(path)
     size = cfg.imgsz or int(meta.input_size)
     prep = Preprocess(resize=size, crop=size, mean=tuple(meta.mean), std=tuple(meta.std))
     device = select_device(cfg.device)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densecnn.checkpoint import CheckpointMeta
 from densecnn.errors import UsageError
 from densecnn.results import Frame, Segmentation
 from densecnn.tasks.tensor import TensorPredictor
@@ -158,8 +159,6 @@ def load_torchvision_segmenter(
     has one (the official DeepLabV3 files do; it is not used for prediction). Classes are named
     ``class0``... unless ``class_names`` has as many entries.
     """
-    from torchvision.models import get_model
-
     from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 
     state = load_state_dict(weights)
@@ -170,11 +169,31 @@ def load_torchvision_segmenter(
             hint="Pick the --model these weights were trained for.",
         )
     aux = any(k.startswith("aux_classifier.") for k in state)
-    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
-    if arch.startswith("deeplabv3"):
-        kwargs["aux_loss"] = aux
-    model = get_model(arch, **kwargs)
+    model = build_torchvision_segmenter(arch, num_classes, aux_loss=aux)
     load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}
+
+
+def build_torchvision_segmenter(arch: str, num_classes: int, *, aux_loss: bool = False) -> nn.Module:
+    """torchvision's segmentation builder ``arch`` with fresh weights: ``(N, 3, H, W)`` → ``{"out":
+    logits (N, num_classes, H, W)}`` (+ ``"aux"`` when ``aux_loss``; LR-ASPP has no auxiliary head)."""
+    from torchvision.models import get_model
+
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
+    if arch.startswith("deeplabv3"):
+        kwargs["aux_loss"] = aux_loss
+    return get_model(arch, **kwargs)  # type: ignore[no-any-return]
+
+
+def load_torchvision_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
+    """A densecnn checkpoint of a torchvision segmentation builder (``meta.arch``, e.g.
+    ``lraspp_mobilenet_v3_large``) from ``densecnn train segment``, rebuilt and loaded (eval mode).
+    ``meta.extra["builder_kwargs"]`` says whether the auxiliary head exists (``aux_loss``)."""
+    from densecnn.checkpoint import load_checkpoint, load_into
+
+    state, meta = load_checkpoint(path)
+    aux = bool(meta.extra.get("builder_kwargs", {}).get("aux_loss", False))
+    model = build_torchvision_segmenter(meta.arch, meta.num_classes, aux_loss=aux)
+    return load_into(model, state, source=path, what=f"{meta.arch} with {meta.num_classes} classes"), meta

@@ -1,4 +1,5 @@
-"""U-Net and DeepLabV3+ on any registered backbone, with segmentation-models-pytorch's decoders.
+"""U-Net and DeepLabV3+ on any registered backbone, with segmentation-models-pytorch's decoders, and
+DeepLabV3 with torchvision's ``DeepLabHead``.
 
 smp's decoders read a list of encoder features ``[x, stride 2, 4, 8, 16, 32]`` and the encoder's
 ``out_channels``; here the list is built from the backbone's stages and ``feature_info``:
@@ -13,6 +14,9 @@ smp's decoders read a list of encoder features ``[x, stride 2, 4, 8, 16, 32]`` a
   (3, 6, 9): the same field of view in input pixels as the paper's (6, 12, 18) at stride 16. Its
   output is upsampled (bilinear) to the stride-4 stage's size, fused with it, and the logits are
   upsampled x4 to the input size.
+- DeepLabV3 (torchvision's ``DeepLabHead``: ASPP, 3x3 conv, BatchNorm, ReLU, 1x1 classifier) on
+  the deepest (stride-32) stage, atrous rates (3, 6, 9) for the reason above (torchvision's (12, 24,
+  36) are for its dilated stride-8 ResNets); the logits are upsampled to the input size.
 
 Input sizes: any. The image is zero-padded on the right and bottom to a multiple of 32 (the
 deepest stride used; nothing is padded when H and W are multiples of 32), and the logits are
@@ -35,7 +39,7 @@ from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
 
 from densecnn.backbones.base import Backbone
-from densecnn.backbones.heads import DEEPLAB_STRIDES, UNET_STRIDES
+from densecnn.backbones.heads import DEEPLAB_STRIDES, DEEPLABV3_STRIDES, UNET_STRIDES
 from densecnn.backbones.registry import backbone_for
 from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into, load_state_dict
 from densecnn.errors import UsageError
@@ -177,15 +181,62 @@ def build_deeplabv3plus(
     return SegmentationModel(body, decoder, head, indices=indices)
 
 
-_BUILDERS = {"unet": build_unet, "deeplabv3plus": build_deeplabv3plus}
+class DeepLabV3Decoder(nn.Module):
+    """torchvision's ``DeepLabHead`` up to its classifier (``aspp``, then ``block``: 3x3 conv, BN,
+    ReLU) on the last of ``[x, *stages]``; the 1x1 classifier is the model's ``segmentation_head``."""
+
+    def __init__(self, in_channels: int, out_channels: int, atrous_rates: Sequence[int]) -> None:
+        from torchvision.models.segmentation.deeplabv3 import ASPP
+
+        super().__init__()
+        self.aspp = ASPP(in_channels, list(atrous_rates), out_channels)
+        self.block = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.block(self.aspp(features[-1]))
+
+
+def build_deeplabv3(
+    backbone: str | Backbone,
+    num_classes: int,
+    *,
+    pretrained_backbone: bool | Path = False,
+    in_channels: int = 3,
+    decoder_channels: int = 256,
+    atrous_rates: Sequence[int] = (3, 6, 9),
+) -> SegmentationModel:
+    """DeepLabV3 on ``backbone`` (a registry name, or a built Backbone used as is):
+    ``(N, in_channels, H, W)`` → logits ``(N, num_classes, H, W)``.
+
+    torchvision's DeepLabHead on the stride-32 stage (see the module docstring). UsageError when the
+    backbone has no stride-32 stage.
+    """
+    body = backbone_for(
+        backbone,
+        head="deeplabv3",
+        strides=DEEPLABV3_STRIDES,
+        pretrained=pretrained_backbone,
+        in_channels=in_channels,
+    )
+    (index,) = body.require(head="deeplabv3", strides=DEEPLABV3_STRIDES)
+    decoder = DeepLabV3Decoder(body.feature_info[index].channels, decoder_channels, atrous_rates)
+    head = nn.Conv2d(decoder_channels, num_classes, 1)
+    return SegmentationModel(body, decoder, head, indices=[index])
+
+
+_BUILDERS = {"unet": build_unet, "deeplabv3plus": build_deeplabv3plus, "deeplabv3": build_deeplabv3}
 
 
 def load_segmentation_checkpoint(path: Path) -> tuple[SegmentationModel, CheckpointMeta]:
-    """A densecnn ``unet`` / ``deeplabv3plus`` checkpoint rebuilt and loaded (eval mode).
+    """A densecnn ``unet`` / ``deeplabv3plus`` / ``deeplabv3`` checkpoint rebuilt and loaded (eval mode).
 
     ``meta.extra["builder_kwargs"]``, if present, goes to the builder (e.g. ``decoder_channels``).
     """
-    state, meta = load_head_checkpoint(path, archs=tuple(_BUILDERS), what="a U-Net or DeepLabV3+")
+    state, meta = load_head_checkpoint(path, archs=tuple(_BUILDERS), what="a U-Net or DeepLabV3(+)")
     kwargs: dict[str, Any] = dict(meta.extra.get("builder_kwargs", {}))
     model = _BUILDERS[meta.arch](meta.backbone, meta.num_classes, in_channels=meta.in_channels, **kwargs)
     return load_into(model, state, source=path, what=f"{meta.arch} on {meta.backbone}"), meta
@@ -196,7 +247,7 @@ def load_segmentation_state_dict(path: Path, arch: str, backbone: str, num_class
     ``deeplabv3plus`` on registry ``backbone`` with ``num_classes`` outputs, loaded (eval mode)."""
     state = load_state_dict(Path(path))
     model = _BUILDERS[arch](backbone, num_classes)
-    head = state.get("segmentation_head.0.weight")
+    head = state.get("segmentation_head.0.weight", state.get("segmentation_head.weight"))
     hint = (
         f"Its head has {head.shape[0]} outputs: pass --num-classes {head.shape[0]}."
         if head is not None and head.shape[0] != num_classes
