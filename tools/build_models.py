@@ -55,7 +55,7 @@ def detect_args(epochs: int = DETECT["epochs"], name: str = "person-yolov8n") ->
     args = ["train", "detect", "--model", DETECT["model"], "--data", str(BUILD / "yolo" / "data.yaml")]
     args += ["--imgsz", str(DETECT["imgsz"]), "--epochs", str(epochs), "--batch", str(DETECT["batch"])]
     args += ["--seed", str(SEED), "--deterministic", "--device", "cpu", "--workers", "2"]
-    args += ["--patience", "100", "--no-amp"]
+    args += ["--patience", "100", "--no-amp", "--cache"]
     return [*args, "--project", str(BUILD / "runs"), "--name", name, "--exist-ok"]
 
 

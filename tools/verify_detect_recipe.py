@@ -66,8 +66,11 @@ def main() -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("--epochs", type=int, default=2)
-    epochs = parser.parse_args().epochs
-    a, b = rows(direct(epochs)), rows(recipe(epochs))
+    parser.add_argument("--reuse-direct", action="store_true", help="keep a finished direct run")
+    opts = parser.parse_args()
+    epochs, done = opts.epochs, OUT / "direct" / "results.csv"
+    reuse = opts.reuse_direct and done.is_file() and len(rows(done)) == epochs
+    a, b = rows(done if reuse else direct(epochs)), rows(recipe(epochs))
     for ra, rb in zip(a, b, strict=True):
         diff = {k: (ra[k], rb.get(k)) for k in ra if ra[k] != rb.get(k)}
         print(f"epoch {ra['epoch']}: " + ("identical" if not diff else f"differ {diff}"))
