@@ -35,8 +35,8 @@ DETECT = {"model": "yolov8n.yaml", "imgsz": 320, "epochs": 50, "batch": 16}
 SEGMENT = {
     "model": "unet",
     "backbone": "mobilenet_v3_large",
-    "imgsz": 256,
-    "epochs": 12,
+    "imgsz": 224,
+    "epochs": 8,
     "batch": 8,
     "lr": 3e-3,
 }
@@ -137,15 +137,17 @@ def evaluate() -> dict[str, float]:
     import eval_embedded
 
     figures: dict[str, float] = {}
-    # `--split val` of test.yaml = the held-out images; `--split all` of masks/test = the same images.
-    detect = _densecnn_eval("detect", _yolo_run_best(), BUILD / "yolo" / "test.yaml", "val")
-    segment = _densecnn_eval("segment", WEIGHTS / "person-unet.safetensors", BUILD / "masks" / "test", "all")
+    # The shipped fp16 files. `--split val` of test.yaml = the held-out images; `--split all` of
+    # masks/test = the same images.
+    yolo, unet = WEIGHTS / "person-yolov8n.safetensors", WEIGHTS / "person-unet.safetensors"
+    detect = _densecnn_eval("detect", yolo, BUILD / "yolo" / "test.yaml", "val")
+    segment = _densecnn_eval("segment", unet, BUILD / "masks" / "test", "all")
     figures |= {f"detect_{k}": v for k, v in detect.items() if isinstance(v, float)}
     figures |= {f"segment_{k}": v for k, v in segment.items() if isinstance(v, float)}
     test = embedded_data.pennfudan_split(DATA).test
     # The shipped files by path: this process may hold the zoo's digests from before `export`.
-    recall = eval_embedded.detection_recall(DATA, test, weights=WEIGHTS / "person-yolov8n.safetensors")
-    iou = eval_embedded.segmentation_iou(DATA, test, weights=WEIGHTS / "person-unet.safetensors")
+    recall = eval_embedded.detection_recall(DATA, test, weights=yolo)
+    iou = eval_embedded.segmentation_iou(DATA, test, weights=unet)
     figures |= {f"predict_detect_{k}": v for k, v in recall.items()}
     figures |= {f"predict_segment_{k}": v for k, v in iou.items()}
     fp32 = eval_embedded.segmentation_iou(DATA, test, weights=_unet_run_best())

@@ -30,7 +30,7 @@ from densecnn.errors import UsageError
 from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import backbone_stages
 from densecnn.train.loop import TrainTask, fit, resolve_resume, seed_everything
-from densecnn.train.start import imagenet_weights, load_matching, start_meta
+from densecnn.train.start import imagenet_weights, load_matching, scratch_batchnorm, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, segment_transform
 
 ARCHS = ("unet", "deeplabv3plus")
@@ -164,6 +164,8 @@ def build_task(cfg: TrainConfig) -> TrainTask:
     model = build(backbone, len(names), pretrained_backbone=pretrained)
     if cfg.weights is not None:
         load_matching(model, cfg.weights, notes)
+    elif pretrained is False:
+        scratch_batchnorm(model, notes)
     imgsz = cfg.imgsz or HEADS.get(arch).input_size
     prep = BACKBONES.get(backbone).preprocess
     mean, std = tuple(prep.mean), tuple(prep.std)
