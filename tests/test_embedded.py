@@ -49,7 +49,7 @@ def test_shipped_file_matches_its_registered_digest(name: str) -> None:
     assert sha256_file(path) == w.sha256 and path.stat().st_size == w.size
     assert WeightStore(offline=True).verify(w).ok
     assert WeightStore(root=Path("/nonexistent"), offline=True).fetch(w) == path  # whatever the cache
-    assert path.stat().st_size < 8_000_000  # "a few MB"
+    assert path.stat().st_size < 16_000_000  # "a few MB": U-Net on mobilenet_v3_large is 13.5 MB in fp16
 
 
 @pytest.mark.parametrize("name", EMBEDDED)
