@@ -30,7 +30,7 @@ PEOPLE = ("astronaut.jpg", "camera.jpg")  # the sample photos that show a person
 # Floors on the 28 held-out Penn-Fudan images, a margin below what `make models` measured (MODELS.md).
 RECALL_FLOOR = 0.50
 PRECISION_FLOOR = 0.70
-PERSON_IOU_FLOOR = 0.33
+PERSON_IOU_FLOOR = 0.37
 
 
 def test_one_embedded_model_per_task() -> None:
@@ -49,7 +49,7 @@ def test_shipped_file_matches_its_registered_digest(name: str) -> None:
     assert sha256_file(path) == w.sha256 and path.stat().st_size == w.size
     assert WeightStore(offline=True).verify(w).ok
     assert WeightStore(root=Path("/nonexistent"), offline=True).fetch(w) == path  # whatever the cache
-    assert path.stat().st_size < 8_000_000  # "a few MB"
+    assert path.stat().st_size < 16_000_000  # "a few MB": U-Net on mobilenet_v3_large is 13.5 MB in fp16
 
 
 @pytest.mark.parametrize("name", EMBEDDED)
@@ -78,7 +78,7 @@ def test_embedded_models_load_without_pickle(monkeypatch: pytest.MonkeyPatch) ->
     yolo = load_yolo_state(embedded_weights_dir() / "person-yolov8n.safetensors")
     assert yolo.names == {0: "person"}
     unet, meta = load_segmentation_checkpoint(embedded_weights_dir() / "person-unet.safetensors")
-    assert meta.backbone == "mobilenet_v3_small"
+    assert meta.backbone == "mobilenet_v3_large"
     with torch.inference_mode():
         assert yolo(torch.zeros(1, 3, 320, 320))[0].shape[:2] == (1, 5)  # 4 box + 1 class
         assert unet(torch.zeros(1, 3, 96, 128)).shape == (1, 2, 96, 128)

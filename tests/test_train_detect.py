@@ -249,3 +249,18 @@ def test_coco_json_becomes_ultralytics_layout(tmp_path: Path) -> None:
     assert line[0] == "1" and len(line) == 5
     assert np.allclose([float(v) for v in line[1:]], [60 / w, 45 / h, 100 / w, 50 / h], atol=1e-5)
     assert (tmp_path / "d" / "train" / "images" / images[0].name).resolve() == images[0].resolve()
+
+
+def test_cache_reaches_ultralytics_and_is_refused_elsewhere(tmp_path: Path, run_cli: CliRunner) -> None:
+    """--cache = Ultralytics' cache=ram (it changes mosaic sampling, so make models' recipe needs it);
+    tasks and models without that cache refuse it rather than ignore it."""
+    data = coco8_yaml(tmp_path)
+    args = ["--data", str(data), "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    r = run_cli("train", "detect", *args, "--workers", "0", "--cache", env=offline_env(tmp_path))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert yaml.safe_load((tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text())["cache"] == "ram"
+    r = run_cli("train", "detect", "--data", str(data), "--model", "fasterrcnn", "--cache")
+    assert r.returncode == 2 and "--cache" in r.stderr
+    r = run_cli("train", "segment", "--data", str(tmp_path), "--cache")
+    assert r.returncode == 2 and "--cache" in r.stderr
+    assert not (tmp_path / "runs" / "train" / "exp2").exists()  # nothing started

@@ -181,3 +181,19 @@ def test_instance_ids_without_mask_mode_say_what_to_do(tmp_path: Path, run_cli) 
     assert "out of range for 2 classes" in err and "--mask-mode instances-to-foreground" in err
     r = run_cli("train", "segment", "--data", "pf", "--epochs", "1")
     assert r.returncode == 2 and "needs its class names" in r.stderr
+
+
+def test_scratch_batchnorm_speeds_up_slow_running_stats() -> None:
+    """torchvision's MobileNetV3 BatchNorm momentum 0.01 left a from-scratch U-Net predicting only
+    background in eval mode for the first epochs; from scratch, densecnn raises it to 0.1."""
+    import torch
+
+    from densecnn.tasks.segment.smp_heads import build_unet
+    from densecnn.train.start import scratch_batchnorm
+
+    model = build_unet("mobilenet_v3_small", 2)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert min(m.momentum for m in bns) == 0.01  # torchvision's choice, in the encoder
+    notes: list[str] = []
+    scratch_batchnorm(model, notes)
+    assert {m.momentum for m in bns} == {0.1} and "BatchNorm momentum 0.1" in notes[0]

@@ -103,6 +103,9 @@ def train_command(
         "instance id → class 1 (Penn-Fudan style masks).",
     ),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crops, flips, colour jitter."),
+    cache: bool = typer.Option(
+        False, "--cache", help="YOLO: keep the decoded training images in RAM (Ultralytics' cache=ram)."
+    ),
     project: Path = _PROJECT,
     name: str = typer.Option("exp", "--name", help="Run folder name; exp2, exp3... when it exists."),
     exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse an existing run folder."),
@@ -122,6 +125,8 @@ def train_command(
             raise UsageError(f"train {task} needs --data (or --resume RUN_DIR).")
         if task != "segment" and ("mask_mode" in given):
             raise UsageError("--mask-mode applies to `train segment` only.")
+        if task != "detect" and cache:
+            raise UsageError("--cache applies to YOLO models in `train detect` only.")
         cfg = TrainConfig(
             task=task,  # type: ignore[arg-type]  # one of the registered command names
             data=data if data is not None else Path("."),
@@ -150,6 +155,7 @@ def train_command(
             class_names=tuple(n.strip() for n in class_names.split(",") if n.strip()) if class_names else (),
             mask_mode=mask_mode,  # type: ignore[arg-type]  # checked in TrainConfig
             augment=augment,
+            cache=cache,
             project=project,
             name=name,
             exist_ok=exist_ok,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from densecnn.data.detection import DetectionData, DetItem, read_items
+from densecnn.data.detection import DetectionData, DetItem, read_items, yolo_label_path
 from densecnn.errors import UsageError
 from densecnn.fsutil import atomic_open
 from densecnn.sources.base import IMAGE_SUFFIXES
@@ -28,7 +28,7 @@ def write_ultralytics_data(data: DetectionData, train: list[Path], val: list[Pat
     dirs = {}
     for split, images in (("train", train), ("val", val or train)):
         dirs[split] = out_dir / split / "images"
-        _write_split(read_items(data, images), out_dir / split)
+        _write_split(read_items(data, images), out_dir / split, verbatim=data.kind == "yolo")
     doc = {
         "path": str(out_dir.absolute()),
         "train": str(dirs["train"].absolute()),
@@ -42,9 +42,11 @@ def write_ultralytics_data(data: DetectionData, train: list[Path], val: list[Pat
     return yaml_path
 
 
-def _write_split(items: list[DetItem], root: Path) -> None:
+def _write_split(items: list[DetItem], root: Path, *, verbatim: bool = False) -> None:
     """``root/images/NAME`` (a link to the image) and ``root/labels/STEM.txt`` per item; names made
-    unique by a counter when two source folders hold the same file name."""
+    unique by a counter when two source folders hold the same file name. ``verbatim`` (YOLO data,
+    already checked): the user's label text as it is, so Ultralytics trains on exactly what `yolo
+    train` would read (a float32 round trip can move the 6th decimal)."""
     used: set[str] = set()
     for item in items:
         name, n = item.image.name, 1
@@ -53,7 +55,14 @@ def _write_split(items: list[DetItem], root: Path) -> None:
             name = f"{item.image.stem}_{n}{item.image.suffix}"
         used.add(name.lower())
         _link(root / "images" / name, item.image)
-        _write_yolo_label(root / "labels" / f"{Path(name).stem}.txt", item)
+        label = root / "labels" / f"{Path(name).stem}.txt"
+        source = yolo_label_path(item.image)
+        if verbatim and source.is_file():
+            label.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(label, "w") as fh:
+                fh.write(source.read_text(encoding="utf-8"))
+        else:
+            _write_yolo_label(label, item)
 
 
 def _link(link: Path, target: Path) -> None:

@@ -47,6 +47,7 @@ class TrainConfig:
     num_classes: int | None = None
     class_names: tuple[str, ...] = ()
     augment: bool = True
+    cache: bool = False  # YOLO: decoded training images kept in RAM (Ultralytics' cache=ram)
     project: Path = Path("runs/train")
     name: str = "exp"
     exist_ok: bool = False

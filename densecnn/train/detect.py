@@ -25,6 +25,9 @@ def train(cfg: TrainConfig) -> TrainOutcome:
     if cfg.model == "fasterrcnn" or from_rcnn or _rcnn_run(cfg):
         from densecnn.train.detect_rcnn import train_rcnn
 
+        if cfg.cache:
+            raise UsageError("--cache applies to YOLO models (Ultralytics' trainer), not fasterrcnn.")
+
         return train_rcnn(cfg)
     if not is_yolo(cfg.model):
         raise UsageError(

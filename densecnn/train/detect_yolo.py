@@ -142,6 +142,9 @@ def _train_args(cfg: TrainConfig, data_yaml: Path, run_dir: Path, pretrained: bo
         "exist_ok": True,  # next_run_dir chose the folder; RUN/data is already in it
         "pretrained": pretrained,
         "verbose": False,
+        # Not only speed: with cache=ram, Ultralytics' mosaic draws its partner images from the whole
+        # dataset instead of its recent-image buffer, so the two settings train differently.
+        "cache": "ram" if cfg.cache else False,
     }
     if not cfg.augment:
         args.update(mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0)

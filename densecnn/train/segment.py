@@ -32,7 +32,7 @@ from densecnn.train.config import TrainConfig, TrainOutcome
 from densecnn.train.freeze import backbone_stages
 from densecnn.train.loop import TrainTask, fit, resolve_resume, seed_everything
 from densecnn.train.segment_tv import BuiltModel, build_torchvision
-from densecnn.train.start import imagenet_weights, load_matching, start_meta
+from densecnn.train.start import imagenet_weights, load_matching, scratch_batchnorm, start_meta
 from densecnn.train.transforms import DecodeCache, bgr_to_image, segment_transform
 
 ARCHS = ("unet", "deeplabv3plus", "deeplabv3")  # heads on any registry backbone
@@ -170,6 +170,8 @@ def _registry_head(
     model = HEADS.get(arch).build(backbone, num_classes, pretrained_backbone=pretrained)
     if cfg.weights is not None:
         load_matching(model, cfg.weights, notes)
+    elif pretrained is False:
+        scratch_batchnorm(model, notes)
     prep = BACKBONES.get(backbone).preprocess
     return BuiltModel(
         model=model,

@@ -7,7 +7,7 @@ Where training starts:
   of the same model; tensors whose shape differs (the classifier's last conv, and the auxiliary
   head's, for a new class count) stay freshly initialised and the run notes say which.
 - ``--pretrained`` (default) without ``--weights``: the zoo's VOC checkpoint when the weight store
-  holds it (``densecnn weights fetch NAME``), the same transfer; else from scratch, said so.
+  holds it (``densecnn weights pull NAME``), the same transfer; else from scratch, said so.
 
 DeepLabV3 trains with torchvision's auxiliary FCN head (its reference recipe: loss on ``"out"`` +
 0.5 x loss on ``"aux"``); the head is saved with the checkpoint (``builder_kwargs.aux_loss``) and
@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from densecnn.train.config import TrainConfig
-from densecnn.train.start import load_matching
+from densecnn.train.start import load_matching, scratch_batchnorm
 
 
 @dataclass
@@ -55,7 +55,7 @@ def zoo_start(arch: str, *, pretrained: bool, notes: list[str]) -> Path | None:
         where = store.path(weights) if weights is not None else "the zoo"
         notes.append(
             f"No VOC weights for {arch} in the weight store ({where}): training from scratch. "
-            f"`densecnn weights fetch {arch}` gets them where the network allows."
+            f"`densecnn weights pull {arch}` gets them where the network allows."
         )
         return None
     return store.path(weights)
@@ -77,6 +77,8 @@ def build_torchvision(arch: str, cfg: TrainConfig, num_classes: int, notes: list
     start = cfg.weights or zoo_start(arch, pretrained=cfg.pretrained, notes=notes)
     if start is not None:
         load_matching(model, start, notes)
+    else:
+        scratch_batchnorm(model, notes)
     if aux:
         notes.append("Loss: out + 0.5 x the auxiliary head's cross-entropy (torchvision's recipe).")
     prep = SEGMENTATION_PREPROCESS

@@ -1,7 +1,7 @@
 """Where a model's training starts: ImageNet backbone weights from the store, or a task checkpoint.
 
 - ``--pretrained`` (default): the backbone's ImageNet weights when the weight store holds them
-  (``densecnn weights fetch``); no download is tried, and without them training starts from
+  (``densecnn weights pull``); no download is tried, and without them training starts from
   scratch and says so.
 - ``--weights FILE``: a densecnn checkpoint (or a state dict) of the same architecture; tensors
   whose shape differs (the classifier layer when the class count changes) are left freshly
@@ -34,7 +34,7 @@ def imagenet_weights(backbone: str, *, pretrained: bool, notes: list[str]) -> Pa
     if not store.is_cached(spec.weights):
         notes.append(
             f"No ImageNet weights for {backbone} in the weight store ({store.path(spec.weights)}): "
-            f"training from scratch. `densecnn weights fetch {spec.classifier_arch or backbone}` "
+            f"training from scratch. `densecnn weights pull {spec.classifier_arch or backbone}` "
             "gets them where the network allows."
         )
         return False
@@ -81,3 +81,19 @@ def load_matching(model: nn.Module, weights: Path, notes: list[str]) -> None:
         notes.append(
             f"{len(missing)} tensor(s) not in the file stay freshly initialised: {', '.join(missing[:4])}"
         )
+
+
+SCRATCH_BN_MOMENTUM = 0.1  # PyTorch's default
+
+
+def scratch_batchnorm(model: nn.Module, notes: list[str]) -> None:
+    """From random init, raise slow BatchNorm running-stat momenta (torchvision's MobileNetV3 /
+    EfficientNet use 0.01, tuned for long ImageNet schedules) to PyTorch's 0.1: at 0.01 the
+    running statistics trail the changing weights for hundreds of steps, and a short run's
+    validation (eval mode) then predicts one class everywhere although training loss falls."""
+    slow = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    slow = [m for m in slow if m.momentum is not None and m.momentum < SCRATCH_BN_MOMENTUM]
+    for m in slow:
+        m.momentum = SCRATCH_BN_MOMENTUM
+    if slow:
+        notes.append(f"From scratch: BatchNorm momentum {SCRATCH_BN_MOMENTUM} in {len(slow)} layers.")

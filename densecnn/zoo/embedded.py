@@ -22,8 +22,8 @@ DETECT_FILE = (
 )
 SEGMENT_FILE = (
     "person-unet.safetensors",
-    "8ae77c3046619aabdcd6f4c64c4bfb2c75d8ea7d9321e1117104b8a6af881a38",
-    3982188,
+    "e4f164a5fc1b48b32e8ff0b7e5fbd6ac3a6937b5c889f13f33291b343761dcc3",
+    13464380,
 )
 
 
@@ -58,7 +58,7 @@ MODELS.add(
         weights=_file(SEGMENT_FILE),
         classes=("background", "person"),
         imgsz=224,
-        description="embedded: U-Net (mobilenet_v3_small) person segmenter trained by densecnn",
+        description="embedded: U-Net (mobilenet_v3_large) person segmenter trained by densecnn",
         fallback=True,
     ),
 )
