@@ -32,13 +32,13 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+from densecnn.zoo.detection import ULTRALYTICS_RELEASE as _ULTRALYTICS
 from densecnn.zoo.imagenet import IMAGENET
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, Preprocess, WeightsFile
 
 DEFAULT = "mobilenet_v3_large"
 _DATA = Path(__file__).with_name("data")
-_ULTRALYTICS = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
 
 # name, sha256, size in bytes, description
 _YOLO_CLS = [

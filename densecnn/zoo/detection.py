@@ -10,7 +10,7 @@ from densecnn.zoo.coco import COCO80, COCO91
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, WeightsFile
 
-_ULTRALYTICS = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
+ULTRALYTICS_RELEASE = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
 _TORCHVISION = "https://download.pytorch.org/models/"
 
 # name, sha256, size in bytes, description
@@ -41,28 +41,38 @@ _YOLO = [
     ),
 ]
 
+
+def ultralytics_spec(
+    name: str, *, task: str, sha256: str | None, size: int | None, description: str, default: bool = False
+) -> ModelSpec:
+    """An official Ultralytics COCO model (a pickled ``.pt`` from its assets release)."""
+    return ModelSpec(
+        name=name,
+        task=task,
+        family="yolo",
+        arch=name,
+        weights=WeightsFile(
+            file_name=f"{name}.pt",
+            url=f"{ULTRALYTICS_RELEASE}{name}.pt",
+            sha256=sha256,
+            size=size,
+            license="AGPL-3.0",
+            pickled=True,
+        ),
+        classes=COCO80,
+        conf=0.25,
+        iou=0.7,
+        imgsz=640,
+        description=description,
+        default=default,
+    )
+
+
 for _name, _sha, _size, _desc in _YOLO:
     MODELS.add(
         _name,
-        ModelSpec(
-            name=_name,
-            task="detect",
-            family="yolo",
-            arch=_name,
-            weights=WeightsFile(
-                file_name=f"{_name}.pt",
-                url=f"{_ULTRALYTICS}{_name}.pt",
-                sha256=_sha,
-                size=_size,
-                license="AGPL-3.0",
-                pickled=True,
-            ),
-            classes=COCO80,
-            conf=0.25,
-            iou=0.7,
-            imgsz=640,
-            description=_desc,
-            default=_name == "yolov8n",
+        ultralytics_spec(
+            _name, task="detect", sha256=_sha, size=_size, description=_desc, default=_name == "yolov8n"
         ),
     )
 

@@ -21,13 +21,12 @@ default instance model (an Ultralytics ``-seg`` .pt given with ``--weights`` alo
 
 from __future__ import annotations
 
-from densecnn.zoo.coco import COCO80
+from densecnn.zoo.detection import ultralytics_spec
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, Preprocess, WeightsFile
 
 DEFAULT = "deeplabv3_mobilenet_v3_large"
 DEFAULT_INSTANCE = "yolov8n-seg"
-_ULTRALYTICS = "https://github.com/ultralytics/assets/releases/download/v8.4.0/"
 _TORCHVISION = "https://download.pytorch.org/models/"
 _LICENSE = "BSD-3-Clause (torchvision); COCO annotations CC BY 4.0"
 
@@ -79,27 +78,8 @@ _YOLO_SEG = [
 
 def _register_yolo() -> None:
     for name, desc in _YOLO_SEG:
-        MODELS.add(
-            name,
-            ModelSpec(
-                name=name,
-                task="segment",
-                family="yolo",
-                arch=name,
-                weights=WeightsFile(
-                    file_name=f"{name}.pt",
-                    url=f"{_ULTRALYTICS}{name}.pt",
-                    sha256=None,
-                    license="AGPL-3.0",
-                    pickled=True,
-                ),
-                classes=COCO80,
-                conf=0.25,
-                iou=0.7,
-                imgsz=640,
-                description=desc,
-            ),
-        )
+        # no published digest could be sourced for the -seg files: unverified (see WeightsFile)
+        MODELS.add(name, ultralytics_spec(name, task="segment", sha256=None, size=None, description=desc))
 
 
 def _register() -> None:
