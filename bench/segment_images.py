@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT / ".." / "shared" / "data" / "coco128" / "images" / "train2017"
 _LOOP = """
 import sys, pathlib
-from densecnn.tasks.detect._ultralytics import import_ultralytics
+from densecnn.integrations.ultralytics import import_ultralytics
 import_ultralytics()
 from ultralytics import YOLO
 model = YOLO(sys.argv[1])

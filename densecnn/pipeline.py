@@ -126,7 +126,7 @@ class _Reader(threading.Thread):
                 if event is None:
                     break
                 # live frames are decoded by their capture threads: the wait here is the stream's pace
-                if isinstance(event, Frame) and not getattr(event, "captured_mono", None):
+                if isinstance(event, Frame) and not event.live:
                     self.timers.add("decode", time.perf_counter() - t0)
                 if not _put(self.out, event, self.stop):
                     break
@@ -180,8 +180,8 @@ class _Writer(threading.Thread):
             t2 = time.perf_counter()
             self.timers.add("draw", t1 - t0)
             self.timers.add("encode", t2 - t1)
-            captured = getattr(item.frame, "captured_mono", None)
-            if captured:  # live frames: capture to every output written
+            captured = item.frame.captured_mono
+            if captured is not None:  # live frames: capture to every output written
                 self.summary.latencies_ms.append(1000 * (time.perf_counter() - captured))
             self.summary.frames += 1
             self.summary.class_counts.update(item.result.labels())

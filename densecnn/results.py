@@ -21,6 +21,8 @@ class Frame:
     to the source root (what outputs are named after); ``index`` is the frame index in the input
     (0 for images, the decoded frame number for videos before ``--vid-stride`` is applied);
     ``timestamp`` is seconds from the stream start (``pts * time_base``), 0.0 for images.
+    Live frames also carry ``captured_at``, the capture wall-clock time (Unix seconds), and
+    ``captured_mono``, the same instant on ``time.perf_counter`` (for latency); None for files.
     """
 
     image: np.ndarray
@@ -29,6 +31,13 @@ class Frame:
     index: int = 0
     timestamp: float = 0.0
     is_video: bool = False
+    captured_at: float | None = None
+    captured_mono: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether the frame came from a live source (it carries a capture stamp)."""
+        return self.captured_mono is not None
 
     @property
     def height(self) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from densecnn.tasks.detect._ultralytics import import_ultralytics
+from densecnn.integrations.ultralytics import import_ultralytics
 from densecnn.zoo.coco import COCO80
 
 

@@ -169,7 +169,7 @@ def test_eval_matches_ultralytics_val_and_repeats(
 ) -> None:
     """Same checkpoint, data, imgsz, conf and NMS IoU: mAP within 1 point of Ultralytics' ``val``,
     and the same numbers on a second run (determinism)."""
-    from densecnn.tasks.detect._ultralytics import import_ultralytics, offline_training
+    from densecnn.integrations.ultralytics import import_ultralytics, offline_training
 
     import_ultralytics()
     from ultralytics import YOLO

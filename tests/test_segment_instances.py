@@ -19,9 +19,9 @@ from test_cli_detect import probe
 from densecnn.config import PredictConfig
 from densecnn.draw import color_for, draw_result
 from densecnn.errors import UsageError
+from densecnn.integrations.ultralytics import import_ultralytics
 from densecnn.results import Frame, InstanceSegmentation
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.detect._ultralytics import import_ultralytics
 from densecnn.tasks.segment import load_segmenter
 from densecnn.zoo import MODELS, default_model
 from densecnn.zoo.coco import COCO80

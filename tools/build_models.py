@@ -101,7 +101,7 @@ def export() -> None:
     """fp16 safetensors into weights/ (no pickle), then their sha256 + size into densecnn/zoo/embedded.py."""
     sys.path.insert(0, str(ROOT))
     from densecnn.checkpoint import load_checkpoint, save_checkpoint
-    from densecnn.tasks.detect._ultralytics import full_unpickling
+    from densecnn.integrations.ultralytics import full_unpickling
     from densecnn.tasks.detect.yolo_state import save_yolo_state
 
     with full_unpickling():  # our own training run's best.pt

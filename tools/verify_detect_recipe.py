@@ -26,7 +26,7 @@ OUT = BUILD / "verify"
 def direct(epochs: int) -> Path:
     """The shipped file's call, verbatim but for ``epochs`` and the output folder."""
     sys.path.insert(0, str(ROOT))
-    from densecnn.tasks.detect._ultralytics import import_ultralytics
+    from densecnn.integrations.ultralytics import import_ultralytics
 
     model = import_ultralytics().YOLO(DETECT["model"])
     model.train(

@@ -84,7 +84,7 @@ class DisplaySink(Sink):
     def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
         frame = prediction.frame
         image = (annotated if annotated is not None else frame.image).copy()
-        _overlay(image, self._tick(frame.source), getattr(frame, "captured_mono", None))
+        _overlay(image, self._tick(frame.source), frame.captured_mono)
         with self._lock:
             self._pending[_window(frame.source)] = image
 

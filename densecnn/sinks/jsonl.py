@@ -36,10 +36,10 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
 
 def _live_fields(frame: Any) -> dict[str, float]:
     """Live frames: capture time (Unix s) and latency from capture to this line (ms)."""
-    if not getattr(frame, "captured_mono", None):
+    if frame.captured_mono is None:
         return {}
     latency = 1000 * (time.perf_counter() - frame.captured_mono)
-    return {"captured_at": round(frame.captured_at, 6), "latency_ms": round(latency, 2)}
+    return {"captured_at": round(frame.captured_at or 0.0, 6), "latency_ms": round(latency, 2)}
 
 
 class JsonlSink(Sink):

@@ -191,7 +191,7 @@ class VideoSink(Sink):
                 height=int(image.shape[0]),
                 options=self._options,
                 keyframe_interval=self.keyframe_interval or max(1, round(2 * self._current[1])),
-                timed=getattr(frame, "captured_mono", None) is not None,
+                timed=frame.captured_mono is not None,
             )
             self._written.append(path)
         self._writer.write(image, frame.timestamp)

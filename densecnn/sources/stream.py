@@ -7,7 +7,7 @@ its reconnect policy, stall watchdog, frame hand-off and counters are one shared
 the tests that exercise it on RTSP and HTTP streams cover the webcam path too.
 
 Each capture thread emits, for its stream: ``InputStart`` once (first successful open), every
-frame as a ``LiveFrame`` (capture wall-clock time and a monotonic stamp for latency), then
+frame as a ``Frame`` with its capture fields set (wall-clock time and a monotonic stamp for latency),
 ``InputFailure`` when the stream is lost for good, and ``InputEnd``. A stream that stops
 delivering (read error, end of stream, or no data for ``stall_timeout`` seconds) is reopened with
 exponential backoff, up to ``reconnect`` attempts in a row; the outputs carry on across the gap
@@ -42,15 +42,6 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "ud
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 10.0
 _CHANNEL_SIZE = 8
-
-
-@dataclass(frozen=True)
-class LiveFrame(Frame):
-    """A frame from a live source: ``captured_at`` is the capture wall-clock time (Unix seconds),
-    ``captured_mono`` the same instant on ``time.perf_counter`` (for latency)."""
-
-    captured_at: float = 0.0
-    captured_mono: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -300,7 +291,7 @@ class _Capture(threading.Thread):
         mono, wall = time.perf_counter(), time.time()
         if self.t0 is None:
             self.t0 = mono
-        frame = LiveFrame(
+        frame = Frame(
             image=image,
             source=self.spec.name,
             path=self.spec.shown,

@@ -24,7 +24,7 @@ from densecnn.data.detection_export import write_ultralytics_data
 from densecnn.device import select_device
 from densecnn.errors import UsageError, WeightsUnavailableError
 from densecnn.fsutil import atomic_open, atomic_write_json, next_run_dir
-from densecnn.tasks.detect._ultralytics import import_ultralytics, offline_training
+from densecnn.integrations.ultralytics import import_ultralytics, offline_training
 from densecnn.train.config import TrainConfig, TrainOutcome
 
 DEFAULT_IMGSZ = 640

@@ -19,8 +19,8 @@ from densecnn.checkpoint import CheckpointMeta, read_meta
 from densecnn.config import PredictConfig
 from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
+from densecnn.integrations.ultralytics import is_ultralytics_checkpoint
 from densecnn.tasks.base import Predictor
-from densecnn.tasks.detect._ultralytics import is_ultralytics_checkpoint
 from densecnn.tasks.loading import check_checkpoint, model_weights, needs_weights, resolve_task_spec
 from densecnn.zoo import MODELS, ModelSpec
 from densecnn.zoo.specs import Preprocess

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from densecnn.errors import UsageError
+from densecnn.integrations.ultralytics import import_ultralytics
 from densecnn.results import Classification, Frame
 from densecnn.tasks.base import Predictor
 from densecnn.tasks.classify.torch_cls import topk_results
-from densecnn.tasks.detect._ultralytics import import_ultralytics
 from densecnn.tasks.detect.yolo import load_yolo_module
 
 

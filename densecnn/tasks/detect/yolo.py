@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from densecnn.errors import UsageError
+from densecnn.integrations.ultralytics import full_unpickling, import_ultralytics
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
-from densecnn.tasks.detect._ultralytics import full_unpickling, import_ultralytics
 
 log = logging.getLogger(__name__)
 

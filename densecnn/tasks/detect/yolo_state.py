@@ -16,7 +16,7 @@ import torch
 
 from densecnn.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from densecnn.errors import UsageError
-from densecnn.tasks.detect._ultralytics import import_ultralytics
+from densecnn.integrations.ultralytics import import_ultralytics
 
 YAML_KEY = "ultralytics_yaml"
 

@@ -43,7 +43,7 @@ def resolve_spec(model: str | None) -> ModelSpec:
 
 def instance_spec(cfg: PredictConfig) -> ModelSpec | None:
     """The YOLO instance model ``cfg`` asks for (``--model`` or an Ultralytics ``--weights``), or None."""
-    from densecnn.tasks.detect._ultralytics import is_ultralytics_checkpoint
+    from densecnn.integrations.ultralytics import is_ultralytics_checkpoint
     from densecnn.zoo.segmentation import DEFAULT_INSTANCE
 
     spec = resolve_spec(cfg.model) if cfg.model else None

@@ -1,4 +1,8 @@
-"""The one door to Ultralytics: it is imported here, offline, with auto-install and telemetry off."""
+"""The one door to Ultralytics: it is imported here, offline, with auto-install and telemetry off.
+
+Every densecnn module that needs Ultralytics goes through :func:`import_ultralytics`; nothing else
+imports ``ultralytics`` directly.
+"""
 
 from __future__ import annotations
 

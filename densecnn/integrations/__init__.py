@@ -1,0 +1,1 @@
+"""Doors to upstream libraries that need care when imported (network switches, pickles)."""
