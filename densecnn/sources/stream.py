@@ -7,7 +7,7 @@ its reconnect policy, stall watchdog, frame hand-off and counters are one shared
 the tests that exercise it on RTSP and HTTP streams cover the webcam path too.
 
 Each capture thread emits, for its stream: ``InputStart`` once (first successful open), every
-frame as a ``Frame`` with its capture fields set (wall-clock time and a monotonic stamp for latency),
+frame as a ``Frame`` with its capture fields set (wall-clock and monotonic stamps), then
 ``InputFailure`` when the stream is lost for good, and ``InputEnd``. A stream that stops
 delivering (read error, end of stream, or no data for ``stall_timeout`` seconds) is reopened with
 exponential backoff, up to ``reconnect`` attempts in a row; the outputs carry on across the gap
