@@ -56,7 +56,9 @@ class PredictConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where outputs go and which ones are written."""
+    """Where outputs go and which ones are written. ``save``: annotated images and videos (segment:
+    overlays); ``save_masks``, ``alpha`` (overlay opacity) and ``resume`` (continue the run folder
+    ``name``) are segment's."""
 
     project: Path = Path("runs/detect")
     name: str = "predict"
@@ -65,11 +67,18 @@ class OutputConfig:
     save_txt: bool = False
     save_conf: bool = False
     save_crops: bool = False
+    save_masks: bool = True
+    alpha: float = 0.5
+    resume: bool = False
     on_error: Literal["skip", "fail"] = "skip"
 
     def __post_init__(self) -> None:
         if self.on_error not in ("skip", "fail"):
             raise UsageError(f"--on-error must be skip or fail, got {self.on_error!r}.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}.")
+        if self.resume and not self.save_masks:
+            raise UsageError("--resume finds finished images by their masks; it needs --save-masks.")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
 
@@ -95,6 +104,19 @@ def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int
                 hint = f"Did you mean: {', '.join(close)}?" if close else "See `densecnn models`."
                 raise UsageError(f"--classes: this model has no class {token!r}.", hint=hint)
     return sorted(set(ids))
+
+
+def resolve_class_names(num_classes: int | None, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``--num-classes`` / ``--class-names`` → class names (``class0``... for a bare count); None: neither."""
+    if class_names:
+        if num_classes is not None and num_classes != len(class_names):
+            raise UsageError(f"--num-classes {num_classes} but {len(class_names)} --class-names.")
+        return tuple(class_names)
+    if num_classes is None:
+        return None
+    if not 1 <= num_classes <= 255:
+        raise UsageError(f"--num-classes must be between 1 and 255, got {num_classes}.")
+    return tuple(f"class{i}" for i in range(num_classes))
 
 
 StreamMode = Literal["latest", "all"]

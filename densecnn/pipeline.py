@@ -1,12 +1,14 @@
-"""``run()``: the one place that owns threads, queues, progress, stage timers and cleanup.
+"""``stream()`` / ``run()``: the one place that owns threads, queues, progress, stage timers, cleanup.
 
 Three stages overlap, joined by bounded queues (so memory stays flat on long videos):
 
     reader thread: decode ─► q_in ─► main thread: batch, predict ─► q_out ─► writer thread: draw, sinks
 
 Source events (input start/failure/end) travel through the same queues as frames, so every sink
-sees one ordered stream. Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished,
-every sink is closed (videos finalized) and the summary still comes back.
+sees one ordered stream. ``stream()`` runs the predict loop on the caller's thread and yields each
+prediction as the model makes it (``densecnn.predict`` is this generator); ``run()`` drains it.
+Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished, every sink is closed
+(videos finalized) and the summary still comes back.
 
 ``stream_mode="all"`` makes ``q_in`` a bounded queue (every frame, back-pressure on the reader);
 ``"latest"`` makes it a ``LatestQueue`` that keeps only the newest frame of each source, so the
@@ -16,20 +18,19 @@ capture stamp (``captured_mono``, live sources) get their capture-to-written lat
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from densecnn.draw import draw_result
 from densecnn.latest import LatestQueue, RunLimits, StreamMode, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
+from densecnn.sinks.errors import failure_record
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
 from densecnn.tasks.base import Predictor, StageTimer
 
@@ -58,7 +59,7 @@ class RunSummary:
     wall_s: float = 0.0
     interrupted: bool = False
     stopped_on_error: bool = False
-    stopped_by: str | None = None  # "max-frames", "duration", "user" (q / Esc in the window)
+    stopped_by: str | None = None  # "max-frames", "duration", "user" (q / Esc), "caller" (API)
     stream_mode: StreamMode = "all"
     dropped: int = 0
     reconnects: int = 0
@@ -145,14 +146,13 @@ class _Writer(threading.Thread):
         inbox: queue.Queue[Any],
         sinks: list[Sink],
         summary: RunSummary,
-        record_error: Callable[[InputFailure], None],
         progress: Progress,
         draw: Callable[[Any, Any], Any] = draw_result,
     ) -> None:
         super().__init__(name="densecnn-writer", daemon=True)
         self.draw_fn = draw
         self.inbox, self.sinks, self.summary = inbox, sinks, summary
-        self.record_error, self.progress = record_error, progress
+        self.progress = progress
         self.draw = any(s.needs_annotated for s in sinks)
         self.timers = StageTimer()
         self.error: BaseException | None = None
@@ -192,7 +192,7 @@ class _Writer(threading.Thread):
                 sink.start_input(item)
         elif isinstance(item, InputFailure):
             self.summary.inputs_failed += 1
-            self.record_error(item)
+            self.summary.errors.append(failure_record(item))
             for sink in self.sinks:
                 sink.fail_input(item)
         elif isinstance(item, InputEnd):
@@ -202,35 +202,20 @@ class _Writer(threading.Thread):
                 self.progress.advance(1, item.ref.source)  # a failed image still counts on the bar
 
 
-class _ErrorLog:
-    """``errors.jsonl``: created on the first failure, one flushed line per failure."""
-
-    def __init__(self, path: Path, summary: RunSummary) -> None:
-        self.path, self.summary = path, summary
-        self._fh: Any = None
-
-    def __call__(self, failure: InputFailure) -> None:
-        record = {"source": failure.ref.source, "path": str(failure.ref.path), "error": failure.error}
-        if failure.frame is not None:
-            record["frame"] = failure.frame
-        self.summary.errors.append(record)
-        if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("w", encoding="utf-8")
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+def run(**kwargs: Any) -> RunSummary:
+    """Run :func:`stream` to its end and return its summary (same arguments but ``summary``)."""
+    summary = RunSummary()
+    for _ in stream(summary=summary, **kwargs):
+        pass
+    return summary
 
 
-def run(
+def stream(
     *,
     events: Iterator[SourceEvent],
     predictor: Predictor,
     sinks: list[Sink],
-    errors_path: Path,
+    summary: RunSummary,
     batch: int = 1,
     on_error: OnError = "skip",
     progress: Progress | None = None,
@@ -241,12 +226,15 @@ def run(
     max_frames: int = 0,
     duration: float = 0.0,
     ui: Callable[[], None] | None = None,
-) -> RunSummary:
-    """Decode ``events``, predict in batches of ``batch`` frames, and feed every sink, in order.
+) -> Iterator[Prediction]:
+    """Decode ``events``, predict in batches of ``batch`` frames, feed every sink in order, and yield
+    each prediction once the model made it (its outputs follow on the writer thread; all are written
+    when the generator ends). ``summary`` is filled in as the run goes and complete at the end.
 
-    With ``on_error="fail"`` the first failed input stops the run (what was written stays). Returns
-    the summary also when interrupted by KeyboardInterrupt (``summary.interrupted``); sinks are
-    always closed. ``draw(image, result)`` makes the annotated frame (default: ``draw_result``).
+    With ``on_error="fail"`` the first failed input stops the run (what was written stays). A
+    KeyboardInterrupt (raised while the generator runs, or thrown into it) ends the run with
+    ``summary.interrupted``; closing the generator early ends it with ``stopped_by="caller"``. Sinks
+    are always closed. ``draw(image, result)`` makes the annotated frame (default: ``draw_result``).
     ``stream_mode`` is explained in the module docstring; ``max_frames`` and ``duration`` (seconds)
     end the run once that many frames went to the model or that much time passed (0: no limit).
     ``ui()`` is called on the calling (main) thread while it waits for frames and after each batch:
@@ -254,19 +242,19 @@ def run(
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
-    summary = RunSummary(stream_mode=stream_mode)
-    error_log = _ErrorLog(errors_path, summary)
+    summary.stream_mode = stream_mode
     q_in: queue.Queue[Any] | LatestQueue = (
         LatestQueue() if stream_mode == "latest" else queue.Queue(maxsize=max(4, 2 * batch))
     )
     q_out: queue.Queue[Any] = queue.Queue(maxsize=max(8, 2 * batch))
     reader = _Reader(events, q_in, stop)
-    writer = _Writer(q_out, sinks, summary, error_log, progress, draw)
+    writer = _Writer(q_out, sinks, summary, progress, draw)
     t_start = time.perf_counter()
     progress.start(total_frames)
     reader.start()
     writer.start()
     failure: BaseException | None = None
+    closed_by_caller = False
     limits = RunLimits(max_frames, duration, t_start)
     # --duration also ends a run whose streams deliver nothing (stalled, reconnecting)
     timer = threading.Timer(duration, limits.time_up, args=(stop,)) if duration else None
@@ -275,7 +263,10 @@ def run(
         timer.start()
     try:
         inbox = _Inbox(q_in, ui)
-        _predict_loop(inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits)
+        yield from _predict_loop(inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits)
+    except GeneratorExit:
+        closed_by_caller = True
+        stop.set()
     except KeyboardInterrupt:
         summary.interrupted = True
         stop.set()
@@ -289,10 +280,10 @@ def run(
         writer.join()
         stop.set()
         _drain(q_in, reader)
-        closing_error = _close_all(sinks, error_log)
+        closing_error = _close_all(sinks)
         progress.stop()
         summary.wall_s = time.perf_counter() - t_start
-        summary.stopped_by = limits.stopped_by
+        summary.stopped_by = limits.stopped_by or ("caller" if closed_by_caller else None)
         if isinstance(q_in, LatestQueue):
             summary.dropped += q_in.dropped
     timers = StageTimer()
@@ -303,7 +294,6 @@ def run(
     for err in (failure, writer.error, closing_error):
         if err is not None:
             raise err
-    return summary
 
 
 class _Inbox:
@@ -336,14 +326,14 @@ def _predict_loop(
     summary: RunSummary,
     writer: _Writer,
     limits: RunLimits,
-) -> None:
+) -> Iterator[Prediction]:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
     failed: InputFailure | None = None  # with on_error="fail": the input that stopped the run
     while True:
         item = q_in.get()
         if isinstance(item, _Done):
-            _flush(pending, predictor, q_out, stop)
+            yield from _flush(pending, predictor, q_out)
             if item.error is not None:
                 raise item.error
             return
@@ -364,16 +354,20 @@ def _predict_loop(
             failed = item
             stop.set()
         if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
-            _flush(pending, predictor, q_out, stop)
+            yield from _flush(pending, predictor, q_out)
             pending, n_frames = [], 0
 
 
-def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stop: threading.Event) -> None:
+def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any]) -> Iterator[Prediction]:
     frames = [x for x in pending if isinstance(x, Frame)]
     results = iter(predictor.predict(frames)) if frames else iter(())
+    done: list[Prediction] = []
     for x in pending:
         item = Prediction(x, next(results)) if isinstance(x, Frame) else x
         _put(q_out, item, threading.Event())  # the writer always drains: never drop here
+        if isinstance(item, Prediction):
+            done.append(item)
+    yield from done  # after the whole batch went to the writer: a caller's pause holds up no sink
 
 
 def _drain(q_in: queue.Queue[Any] | LatestQueue, reader: _Reader) -> None:
@@ -386,9 +380,9 @@ def _drain(q_in: queue.Queue[Any] | LatestQueue, reader: _Reader) -> None:
     reader.join()
 
 
-def _close_all(sinks: list[Sink], error_log: _ErrorLog) -> BaseException | None:
+def _close_all(sinks: list[Sink]) -> BaseException | None:
     first: BaseException | None = None
-    for closeable in [*sinks, error_log]:
+    for closeable in sinks:
         try:
             closeable.close()
         except BaseException as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -272,3 +273,11 @@ def make_segmentation_state_dict(
                 t.uniform_(0.5, 1.5, generator=gen)
     torch.save(model.state_dict(), path)
     return path
+
+
+def loaded(task: str, cfg: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``densecnn``'s one loader for ``task`` on a PredictConfig → (predictor, the spec it resolved)."""
+    from densecnn.tasks.loading import load_predictor
+
+    predictor = load_predictor(cfg, task=task, **kwargs)
+    return predictor, predictor.spec

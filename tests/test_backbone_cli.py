@@ -10,16 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from _factories import make_fasterrcnn_checkpoint
+from _factories import loaded, make_fasterrcnn_checkpoint
 from conftest import COCO8, CliRunner, need_data
 
 from densecnn.backbones import BACKBONES
-from densecnn.backbones.heads import HEADS
 from densecnn.checkpoint import CheckpointMeta, save_checkpoint
 from densecnn.config import PredictConfig
 from densecnn.errors import UsageError
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.detect import build_detector
+from densecnn.zoo.heads import HEADS
 
 
 @pytest.fixture(scope="module")
@@ -65,26 +64,26 @@ def test_fasterrcnn_without_weights_says_how_to_get_some(run_cli: CliRunner) -> 
     assert "densecnn train detect --model fasterrcnn" in err and "--weights CKPT.safetensors" in err
     assert "Traceback" not in r.stderr
     with pytest.raises(UsageError, match="fasterrcnn on resnet18 has no trained weights yet") as info:
-        build_detector(PredictConfig(model="fasterrcnn", backbone="resnet18"))
+        loaded("detect", PredictConfig(model="fasterrcnn", backbone="resnet18"))
     assert "--backbone resnet18" in (info.value.hint or "")
 
 
 def test_checkpoint_conflicts_are_usage_errors(frcnn_ckpt: Path, tmp_path: Path, rcnn_weights: Path) -> None:
     with pytest.raises(UsageError, match="holds a fasterrcnn model"):
-        build_detector(PredictConfig(model="yolov8n", weights=frcnn_ckpt))
+        loaded("detect", PredictConfig(model="yolov8n", weights=frcnn_ckpt))
     with pytest.raises(UsageError, match="trained on resnet18"):
-        build_detector(PredictConfig(weights=frcnn_ckpt, backbone="resnet50"))
+        loaded("detect", PredictConfig(weights=frcnn_ckpt, backbone="resnet50"))
     with pytest.raises(UsageError, match="not a densecnn checkpoint"):
-        build_detector(PredictConfig(model="fasterrcnn", backbone="resnet18", weights=rcnn_weights))
+        loaded("detect", PredictConfig(model="fasterrcnn", backbone="resnet18", weights=rcnn_weights))
     with pytest.raises(UsageError, match="--backbone goes with"):
-        build_detector(PredictConfig(model="yolov8n", backbone="resnet18"))
+        loaded("detect", PredictConfig(model="yolov8n", backbone="resnet18"))
     meta = CheckpointMeta(
         task="classify", arch="classifier", backbone="lenet", class_names=("a", "b"), input_size=32,
         mean=(0.5,) * 3, std=(0.5,) * 3,
     )  # fmt: skip
     save_checkpoint(tmp_path / "cls.safetensors", {}, meta)
     with pytest.raises(UsageError, match="is a classify checkpoint") as info:
-        build_detector(PredictConfig(weights=tmp_path / "cls.safetensors"))
+        loaded("detect", PredictConfig(weights=tmp_path / "cls.safetensors"))
     assert "densecnn classify" in (info.value.hint or "")
 
 

@@ -69,7 +69,7 @@ def test_registry_holds_the_promised_backbones() -> None:
 
 def test_registry_and_heads_import_without_torch() -> None:
     code = (
-        "import sys, densecnn.backbones, densecnn.backbones.heads, densecnn.zoo.imagenet; "
+        "import sys, densecnn.backbones, densecnn.zoo.heads, densecnn.zoo.imagenet; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _factories import make_classifier_weights, make_yolo_cls_checkpoint
+from _factories import loaded, make_classifier_weights, make_yolo_cls_checkpoint
 from conftest import COCO8, CliRunner, need_data, write_video
 from test_cli_detect import probe
 
@@ -21,7 +21,6 @@ from densecnn.errors import UsageError
 from densecnn.results import Classification, Frame
 from densecnn.sinks.csv import csv_header
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.classify import load_classifier
 from densecnn.zoo import MODELS, default_model
 from densecnn.zoo.classification import imagenet_names, preprocess_for, ultralytics_imagenet_names
 from densecnn.zoo.store import WeightStore
@@ -112,7 +111,7 @@ def test_torchvision_parity(tmp_path: Path, arch: str) -> None:
     assert spec.weights is not None
     weights = make_classifier_weights(tmp_path / spec.weights.file_name, arch=arch)
     store = WeightStore(root=tmp_path, offline=True)
-    predictor, used = load_classifier(PredictConfig(model=arch, device="cpu"), store=store)
+    predictor, used = loaded("classify", PredictConfig(model=arch, device="cpu"), store=store)
     assert used is spec
     model = get_model(arch, weights=None)
     model.load_state_dict(torch.load(weights, weights_only=True))
@@ -143,7 +142,7 @@ def test_yolo_cls_matches_ultralytics_predict(
         if cfg == "yolov8n-cls.yaml"
         else make_yolo_cls_checkpoint(tmp_path / "y.pt", cfg=cfg)
     )
-    predictor, spec = load_classifier(PredictConfig(weights=weights, device="cpu", imgsz=imgsz))
+    predictor, spec = loaded("classify", PredictConfig(weights=weights, device="cpu", imgsz=imgsz))
     assert spec.name == "yolov8n-cls"  # recognised as an Ultralytics file without --model
     reference = YOLO(str(weights))
     images = [cv2.imread(str(p)) for p in _images()]
@@ -157,15 +156,15 @@ def test_yolo_cls_matches_ultralytics_predict(
 
 def test_wrong_models_and_weights_are_usage_errors(yolo_weights: Path, mbv3_weights: Path) -> None:
     with pytest.raises(UsageError, match="is a detect model"):
-        load_classifier(PredictConfig(model="yolov8n"))
+        loaded("classify", PredictConfig(model="yolov8n"))
     with pytest.raises(UsageError, match="not a classifier"):
-        load_classifier(PredictConfig(model="yolov8n-cls", weights=yolo_weights, device="cpu"))
+        loaded("classify", PredictConfig(model="yolov8n-cls", weights=yolo_weights, device="cpu"))
     with pytest.raises(UsageError, match="is not a resnet18 state dict"):
-        load_classifier(PredictConfig(model="resnet18", weights=mbv3_weights, device="cpu"))
+        loaded("classify", PredictConfig(model="resnet18", weights=mbv3_weights, device="cpu"))
     with pytest.raises(UsageError, match="needs trained weights"):
-        load_classifier(PredictConfig(model="classifier"))
+        loaded("classify", PredictConfig(model="classifier"))
     with pytest.raises(UsageError, match="train classify --backbone lenet"):
-        load_classifier(PredictConfig(model="classifier", backbone="lenet"))
+        loaded("classify", PredictConfig(model="classifier", backbone="lenet"))
     with pytest.raises(UsageError, match="--topk"):
         PredictConfig(topk=0)
 
@@ -313,8 +312,8 @@ def test_cuda_matches_cpu(mbv3_weights: Path, yolo_cls_weights: Path, half: bool
     """Same classes on the GPU (fp16 may swap near-equal neighbours: top-1 within the other's top-3)."""
     frames = [_frame(p) for p in _images()[:4]]
     for weights in (mbv3_weights, yolo_cls_weights):
-        cpu, _ = load_classifier(PredictConfig(weights=weights, device="cpu"))
-        gpu, _ = load_classifier(PredictConfig(weights=weights, device="cuda", half=half))
+        cpu, _ = loaded("classify", PredictConfig(weights=weights, device="cpu"))
+        gpu, _ = loaded("classify", PredictConfig(weights=weights, device="cuda", half=half))
         assert gpu.device.type == "cuda"
         for a, b in zip(cpu.predict(frames), gpu.predict(frames), strict=True):
             assert a.class_ids[0] in b.class_ids[:3] and b.class_ids[0] in a.class_ids[:3]

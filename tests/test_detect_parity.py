@@ -11,12 +11,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from _factories import make_yolo_checkpoint
+from _factories import loaded, make_yolo_checkpoint
 from conftest import COCO8, need_data
 
 from densecnn.config import PredictConfig
 from densecnn.results import Detections, Frame
-from densecnn.tasks.detect import build_detector
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -54,7 +53,7 @@ def test_yolo_matches_ultralytics_predict(tmp_path: Path, cfg: str) -> None:
     from ultralytics import YOLO
 
     weights = make_yolo_checkpoint(tmp_path / f"{cfg}.pt", cfg=cfg)
-    predictor, _ = build_detector(PredictConfig(weights=weights, device="cpu"))
+    predictor, _ = loaded("detect", PredictConfig(weights=weights, device="cpu"))
     reference = YOLO(str(weights))
     total = 0
     for path in _images():
@@ -70,8 +69,9 @@ def test_yolo_batch_and_classes_match_ultralytics(yolo_weights: Path) -> None:
     """A batch of differently sized images, filtered by class names, still matches Ultralytics."""
     from ultralytics import YOLO
 
-    predictor, _ = build_detector(
-        PredictConfig(weights=yolo_weights, device="cpu", imgsz=320, conf=0.3, classes=("person,car", "2"))
+    predictor, _ = loaded(
+        "detect",
+        PredictConfig(weights=yolo_weights, device="cpu", imgsz=320, conf=0.3, classes=("person,car", "2")),
     )
     assert predictor.classes == [0, 2]
     images = [cv2.imread(str(p)) for p in _images()]
@@ -94,8 +94,9 @@ def test_faster_rcnn_matches_torchvision(rcnn_weights: Path) -> None:
         fasterrcnn_mobilenet_v3_large_320_fpn,
     )
 
-    predictor, spec = build_detector(
-        PredictConfig(model="fasterrcnn_mobilenet_v3_large_320_fpn", weights=rcnn_weights, device="cpu")
+    predictor, spec = loaded(
+        "detect",
+        PredictConfig(model="fasterrcnn_mobilenet_v3_large_320_fpn", weights=rcnn_weights, device="cpu"),
     )
     assert spec.conf == 0.05 and spec.iou == 0.5
     model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, num_classes=91)
@@ -123,7 +124,7 @@ def test_yolo_path_never_touches_the_network(monkeypatch: pytest.MonkeyPatch, yo
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    predictor, _ = build_detector(PredictConfig(weights=yolo_weights, device="cpu"))
+    predictor, _ = loaded("detect", PredictConfig(weights=yolo_weights, device="cpu"))
     image = cv2.imread(str(_images()[0]))
     predictor.predict([Frame(image=image, source="a.jpg", path="a.jpg")])
     assert calls == []

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _factories import loaded
 from conftest import COCO8, CliRunner, need_data
 
 from densecnn.config import PredictConfig
 from densecnn.results import Frame
-from densecnn.tasks.detect import build_detector
 
 pytestmark = [
     pytest.mark.gpu,
@@ -29,8 +29,8 @@ def _frames() -> list[Frame]:
 
 @pytest.mark.parametrize("half", [False, True])
 def test_yolo_cuda_matches_cpu(yolo_weights: Path, half: bool) -> None:
-    cpu, _ = build_detector(PredictConfig(weights=yolo_weights, device="cpu", conf=0.5))
-    gpu, _ = build_detector(PredictConfig(weights=yolo_weights, device="cuda", conf=0.5, half=half))
+    cpu, _ = loaded("detect", PredictConfig(weights=yolo_weights, device="cpu", conf=0.5))
+    gpu, _ = loaded("detect", PredictConfig(weights=yolo_weights, device="cuda", conf=0.5, half=half))
     assert gpu.device.type == "cuda" and next(gpu.model.parameters()).is_cuda
     for frame in _frames():
         a, b = cpu.predict([frame])[0], gpu.predict([frame])[0]
@@ -41,8 +41,8 @@ def test_yolo_cuda_matches_cpu(yolo_weights: Path, half: bool) -> None:
 
 def test_rcnn_cuda_matches_cpu(rcnn_weights: Path) -> None:
     kw = {"model": "fasterrcnn_mobilenet_v3_large_320_fpn", "weights": rcnn_weights, "conf": 0.3}
-    cpu, _ = build_detector(PredictConfig(device="cpu", **kw))
-    gpu, _ = build_detector(PredictConfig(device="cuda", **kw))
+    cpu, _ = loaded("detect", PredictConfig(device="cpu", **kw))
+    gpu, _ = loaded("detect", PredictConfig(device="cuda", **kw))
     for frame in _frames()[:4]:
         a, b = cpu.predict([frame])[0], gpu.predict([frame])[0]
         n = min(len(a), len(b), 10)

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from conftest import DATA, need_data
 
 from densecnn.backbones import BACKBONES
-from densecnn.backbones.heads import HEADS
 from densecnn.checkpoint import CheckpointMeta, save_checkpoint
 from densecnn.errors import UsageError
 from densecnn.tasks.classify.head import (
@@ -32,6 +31,7 @@ from densecnn.tasks.segment.smp_heads import (
     build_unet,
     load_segmentation_checkpoint,
 )
+from densecnn.zoo.heads import HEADS
 
 HEAVY = {"resnet34", "resnet50", "convnext_tiny"}  # big backbones: their dense heads are marked slow
 CANNOT = {  # (backbone, head) → the reason it must give

@@ -18,6 +18,7 @@ from conftest import write_video
 from densecnn.pipeline import run
 from densecnn.results import Detections, Frame, Prediction
 from densecnn.sinks.base import Sink
+from densecnn.sinks.errors import ErrorsSink
 from densecnn.sources import open_source
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
 from densecnn.tasks.base import Predictor
@@ -81,9 +82,8 @@ def test_order_batches_and_failures(tmp_path: Path) -> None:
     (tmp_path / "in/b.png").write_bytes(b"broken")
     sink, predictor = Recorder(), BrightSpot()
     src = open_source(tmp_path / "in")
-    summary = run(
-        events=src.events(), predictor=predictor, sinks=[sink], errors_path=tmp_path / "e.jsonl", batch=5
-    )
+    errors = ErrorsSink(tmp_path / "e.jsonl")
+    summary = run(events=src.events(), predictor=predictor, sinks=[sink, errors], batch=5)
     assert [c for c in sink.calls if c[0] != "frame"] == [("start", "a.mp4", -1), ("end", "a.mp4", 12),
                                                          ("start", "b.png", -1), ("fail", "b.png", -1),
                                                          ("end", "b.png", 0)]  # fmt: skip
@@ -91,7 +91,7 @@ def test_order_batches_and_failures(tmp_path: Path) -> None:
     assert predictor.batches == [5, 5, 2]
     assert (summary.frames, summary.inputs, summary.inputs_failed) == (12, 2, 1)
     assert summary.class_counts["spot"] == 12 and sink.closed
-    assert "b.png" in (tmp_path / "e.jsonl").read_text()
+    assert "b.png" in (tmp_path / "e.jsonl").read_text() and summary.errors[0]["source"] == "b.png"
 
 
 def test_read_ahead_is_bounded_when_the_writer_is_slow(tmp_path: Path) -> None:
@@ -109,7 +109,7 @@ def test_read_ahead_is_bounded_when_the_writer_is_slow(tmp_path: Path) -> None:
                 ahead.append(decoded - sum(1 for c in sink.calls if c[0] == "frame"))
             yield event
 
-    run(events=counting(), predictor=BrightSpot(), sinks=[sink], errors_path=tmp_path / "e.jsonl", batch=2)
+    run(events=counting(), predictor=BrightSpot(), sinks=[sink], batch=2)
     assert decoded == 60 and max(ahead) <= 4 + 8 + 2 + 2  # q_in + q_out + a batch in flight + one each side
 
 
@@ -124,9 +124,7 @@ def test_stop_event_ends_early_and_closes_sinks(tmp_path: Path) -> None:
                 stop.set()
             return super().postprocess(raw, batch, frames)
 
-    summary = run(
-        events=src.events(), predictor=StopAfter(), sinks=[sink], errors_path=tmp_path / "e", stop=stop
-    )
+    summary = run(events=src.events(), predictor=StopAfter(), sinks=[sink], stop=stop)
     assert 20 < summary.frames < 200 and sink.closed
 
 
@@ -138,5 +136,5 @@ def test_sink_error_propagates_and_still_closes(tmp_path: Path) -> None:
     sink = Broken()
     src = open_source(write_video(tmp_path / "v.mp4", frames=30))
     with pytest.raises(OSError, match="disk full"):
-        run(events=src.events(), predictor=BrightSpot(), sinks=[sink], errors_path=tmp_path / "e")
+        run(events=src.events(), predictor=BrightSpot(), sinks=[sink])
     assert sink.closed

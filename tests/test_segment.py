@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _factories import make_segmentation_state_dict
+from _factories import loaded, make_segmentation_state_dict
 from conftest import COCO8, CliRunner, need_data, write_video
 from test_cli_detect import probe
 
@@ -23,7 +23,6 @@ from densecnn.draw import color_for, draw_result, draw_segmentation
 from densecnn.errors import UsageError
 from densecnn.results import Frame, Segmentation
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.segment import load_segmenter
 from densecnn.zoo import MODELS, default_model
 from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS, VOC21
 from densecnn.zoo.store import WeightStore
@@ -99,8 +98,8 @@ def test_torchvision_parity(tmp_path: Path, arch: str) -> None:
     spec = MODELS.get(arch)
     assert spec.weights is not None
     weights = make_segmentation_state_dict(tmp_path / spec.weights.file_name, arch=arch)
-    predictor, used = load_segmenter(
-        PredictConfig(model=arch, device="cpu"), store=WeightStore(root=tmp_path, offline=True)
+    predictor, used = loaded(
+        "segment", PredictConfig(model=arch, device="cpu"), store=WeightStore(root=tmp_path, offline=True)
     )
     assert used is spec and predictor.names == dict(enumerate(VOC21))
     kwargs = {"aux_loss": True} if arch.startswith("deeplabv3") else {}
@@ -124,15 +123,15 @@ def test_torchvision_parity(tmp_path: Path, arch: str) -> None:
 
 def test_wrong_models_and_missing_checkpoints_are_usage_errors(seg_weights: Path) -> None:
     with pytest.raises(UsageError, match="is a detect model"):
-        load_segmenter(PredictConfig(model="yolov8n"))
+        loaded("segment", PredictConfig(model="yolov8n"))
     with pytest.raises(UsageError, match="needs trained weights"):
-        load_segmenter(PredictConfig(model="unet"))
+        loaded("segment", PredictConfig(model="unet"))
     with pytest.raises(UsageError, match="train segment --model unet --backbone resnet18"):
-        load_segmenter(PredictConfig(model="unet", backbone="resnet18"))
+        loaded("segment", PredictConfig(model="unet", backbone="resnet18"))
     with pytest.raises(UsageError, match="not a densecnn checkpoint"):
-        load_segmenter(PredictConfig(model="deeplabv3plus", weights=seg_weights))
+        loaded("segment", PredictConfig(model="deeplabv3plus", weights=seg_weights))
     with pytest.raises(UsageError, match="does not fit lraspp_mobilenet_v3_large"):
-        load_segmenter(PredictConfig(model="lraspp_mobilenet_v3_large", weights=seg_weights, device="cpu"))
+        loaded("segment", PredictConfig(model="lraspp_mobilenet_v3_large", weights=seg_weights, device="cpu"))
 
 
 def test_unet_checkpoint_matches_its_model(tmp_path: Path) -> None:
@@ -152,7 +151,7 @@ def test_unet_checkpoint_matches_its_model(tmp_path: Path) -> None:
         std=(0.229, 0.224, 0.225),
     )
     save_checkpoint(tmp_path / "u.safetensors", model.state_dict(), meta)
-    predictor, spec = load_segmenter(PredictConfig(weights=tmp_path / "u.safetensors", device="cpu"))
+    predictor, spec = loaded("segment", PredictConfig(weights=tmp_path / "u.safetensors", device="cpu"))
     assert spec.name == "unet" and predictor.backbone == "mobilenet_v3_small"  # type: ignore[attr-defined]
     image = cv2.imread(str(_images()[0]))[:150, :211]
     ours = predictor.predict([_frame(image)])[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from _factories import make_yolo_seg_checkpoint
+from _factories import loaded, make_yolo_seg_checkpoint
 from conftest import COCO8, CliRunner, need_data, write_video
 from pycocotools import mask as mask_utils
 from test_cli_detect import probe
@@ -22,7 +22,6 @@ from densecnn.errors import UsageError
 from densecnn.integrations.ultralytics import import_ultralytics
 from densecnn.results import Frame, InstanceSegmentation
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.segment import load_segmenter
 from densecnn.zoo import MODELS, default_model
 from densecnn.zoo.coco import COCO80
 
@@ -79,7 +78,7 @@ def test_masks_match_ultralytics_predict(seg_pts: dict[str, Path], arch: str) ->
     import_ultralytics()
     from ultralytics import YOLO
 
-    predictor, spec = load_segmenter(PredictConfig(weights=seg_pts[arch], device="cpu"))
+    predictor, spec = loaded("segment", PredictConfig(weights=seg_pts[arch], device="cpu"))
     assert spec.family == "yolo" and predictor.names == dict(enumerate(COCO80))
     reference = YOLO(str(seg_pts[arch]))
     total, fills = 0, []
@@ -106,11 +105,11 @@ def test_masks_match_ultralytics_predict(seg_pts: dict[str, Path], arch: str) ->
 
 def test_wrong_checkpoints_are_usage_errors(seg_pts: dict[str, Path], yolo_weights: Path) -> None:
     with pytest.raises(UsageError, match="not a segment model"):
-        load_segmenter(PredictConfig(weights=yolo_weights, device="cpu"))
+        loaded("segment", PredictConfig(weights=yolo_weights, device="cpu"))
     with pytest.raises(UsageError, match="not a YOLO model"):
-        load_segmenter(PredictConfig(model="lraspp_mobilenet_v3_large", weights=seg_pts["yolov8n-seg"]))
+        loaded("segment", PredictConfig(model="lraspp_mobilenet_v3_large", weights=seg_pts["yolov8n-seg"]))
     with pytest.raises(UsageError, match="leave out --backbone"):
-        load_segmenter(PredictConfig(weights=seg_pts["yolov8n-seg"], backbone="resnet18"))
+        loaded("segment", PredictConfig(weights=seg_pts["yolov8n-seg"], backbone="resnet18"))
 
 
 # -- the result ----------------------------------------------------------------------------------------

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _factories import make_segmentation_state_dict
+from _factories import loaded, make_segmentation_state_dict
 from conftest import COCO8, CliRunner, need_data, write_video
 
 from densecnn.config import PredictConfig
 from densecnn.errors import UsageError
 from densecnn.results import Frame
 from densecnn.sinks.jsonl import read_jsonl
-from densecnn.tasks.segment import load_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_plain_state_dict_with_class_names(unet_state_dict: tuple[Path, torch.nn
 
     path, model = unet_state_dict
     cfg = PredictConfig(model="unet", backbone="resnet18", weights=path, imgsz=128, device="cpu")
-    predictor, spec = load_segmenter(cfg, class_names=("road", "car", "person"))
+    predictor, spec = loaded("segment", cfg, class_names=("road", "car", "person"))
     assert spec.name == "unet" and predictor.names == {0: "road", 1: "car", 2: "person"}
     image = _image()[:201, :333]
     ours = predictor.predict([Frame(image=image, source="x.jpg", path="x.jpg")])[0]
@@ -66,13 +65,13 @@ def test_plain_state_dict_errors(unet_state_dict: tuple[Path, torch.nn.Module], 
     path, _ = unet_state_dict
     cfg = PredictConfig(model="unet", backbone="resnet18", weights=path, device="cpu")
     with pytest.raises(UsageError) as info:
-        load_segmenter(cfg)
+        loaded("segment", cfg)
     assert "--num-classes" in str(info.value.hint) and "--class-names" in str(info.value.hint)
     with pytest.raises(UsageError) as info:
-        load_segmenter(cfg, class_names=("a", "b"))
+        loaded("segment", cfg, class_names=("a", "b"))
     assert "does not fit unet on resnet18" in str(info.value) and "--num-classes 3" in str(info.value.hint)
     with pytest.raises(UsageError, match="has 21 classes, not 2"):
-        load_segmenter(PredictConfig(weights=seg_weights, device="cpu"), class_names=("a", "b"))
+        loaded("segment", PredictConfig(weights=seg_weights, device="cpu"), class_names=("a", "b"))
 
 
 def test_cli_num_classes_and_class_names(

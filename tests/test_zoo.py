@@ -13,8 +13,9 @@ import yaml
 
 from densecnn.errors import UsageError
 from densecnn.registry import Registry
+from densecnn.tasks.builders import builder_for
 from densecnn.zoo import MODELS, default_model
-from densecnn.zoo.specs import Family, ModelSpec, Task
+from densecnn.zoo.specs import ModelSpec, Task
 
 NAMES = MODELS.names()
 UNVERIFIED = {"yolov8n-seg", "yolo11n-seg"}
@@ -43,9 +44,10 @@ def test_entry_is_consistent(name: str) -> None:
     spec = MODELS.get(name)
     assert spec.name == name
     assert spec.task in get_args(Task)
-    assert spec.family in get_args(Family)
+    assert builder_for(spec.task, spec.family)  # a builder is registered for its (task, family)
     assert spec.description
     if spec.family == "densecnn" and not spec.fallback:  # on --backbone: weights come from a checkpoint
+        assert spec.head is not None and spec.head.name == name and spec.head.task == spec.task
         assert spec.weights is None and not spec.classes
         return
     assert spec.classes and len(set(spec.classes) - {"N/A"}) == len([c for c in spec.classes if c != "N/A"])

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from densecnn.config import PredictConfig
 from densecnn.results import Frame
 
 
@@ -55,10 +54,10 @@ def detection_recall(
     data: Path, stems: Iterable[str], *, model: str = "person-yolov8n", weights: Path | None = None
 ) -> dict[str, float]:
     """Recall / precision at IoU 0.5 on Penn-Fudan ``stems`` (``weights``, if given, instead of ``model``)."""
-    from densecnn.tasks.detect import build_detector
 
-    cfg = PredictConfig(model=None if weights else model, weights=weights)
-    predictor, _ = build_detector(cfg)
+    import densecnn
+
+    predictor = densecnn.load(None if weights else model, task="detect", weights=weights)
     tp = n_gt = n_pred = 0
     for stem in stems:
         frame = _frame(data / "pennfudan" / "images" / f"{stem}.png")
@@ -75,9 +74,10 @@ def segmentation_iou(
     data: Path, stems: Iterable[str], *, model: str = "person-unet", weights: Path | None = None
 ) -> dict[str, float]:
     """Person IoU, mIoU (background + person) and pixel accuracy on Penn-Fudan ``stems``."""
-    from densecnn.tasks.segment import load_segmenter
 
-    predictor, _ = load_segmenter(PredictConfig(model=None if weights else model, weights=weights))
+    import densecnn
+
+    predictor = densecnn.load(None if weights else model, task="segment", weights=weights)
     inter, union = np.zeros(2), np.zeros(2)
     correct = total = 0
     for stem in stems:

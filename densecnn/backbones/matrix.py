@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from densecnn.backbones.heads import HEADS, HeadSpec
 from densecnn.backbones.registry import BACKBONES
 from densecnn.errors import UsageError
 from densecnn.fsutil import atomic_write_json
+from densecnn.zoo.heads import HEADS, HeadSpec
 
 CACHE_NAME = "model_matrix.json"
 METHOD = 1  # bump when the way cells are measured changes

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
-
-if TYPE_CHECKING:
-    from densecnn.config import OutputConfig, PredictConfig
-    from densecnn.sinks.base import Sink
-    from densecnn.tasks.base import Predictor
-    from densecnn.zoo.specs import ModelSpec
 
 
 @opt.shared_options
@@ -55,30 +48,7 @@ def classify(
             source=source,
             pcfg=pcfg,
             ocfg=ocfg,
-            quiet=shared.quiet,
             lcfg=shared.live_config(),
-            build=lambda: _build(pcfg),
-            make_sinks=lambda run_dir, predictor: make_sinks(run_dir, ocfg, pcfg),
-            counts_label="Top-1 classes",
-            record={"topk": pcfg.topk},
+            quiet=shared.quiet,
         )
     raise typer.Exit(code)
-
-
-def _build(pcfg: PredictConfig) -> tuple[Predictor, ModelSpec]:
-    from densecnn.tasks.classify import load_classifier
-
-    return load_classifier(pcfg)
-
-
-def make_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig) -> list[Sink]:
-    """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``."""
-    from densecnn.sinks import CsvSink, ImageSink, JsonlSink, VideoSink
-
-    sinks: list[Sink] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CsvSink(run_dir / "predictions.csv", topk=pcfg.topk),
-    ]
-    if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
-    return sinks

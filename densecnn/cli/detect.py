@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
-
-if TYPE_CHECKING:
-    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
-    from densecnn.tasks.base import Predictor
-    from densecnn.zoo.specs import ModelSpec
 
 
 @opt.shared_options
@@ -42,7 +36,7 @@ def detect(
     (images), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some
     failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
-    from densecnn.cli.run import configure_logging
+    from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig
 
     configure_logging(shared.verbose)
@@ -61,46 +55,7 @@ def detect(
         ocfg = shared.output_config(
             "detect", save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops
         )
-        code = run_detect(source, pcfg, ocfg, quiet=shared.quiet, lcfg=shared.live_config())
+        code = run_prediction(
+            task="detect", source=source, pcfg=pcfg, ocfg=ocfg, lcfg=shared.live_config(), quiet=shared.quiet
+        )
     raise typer.Exit(code)
-
-
-def run_detect(
-    source: str, pcfg: PredictConfig, ocfg: OutputConfig, *, quiet: bool, lcfg: LiveConfig | None = None
-) -> int:
-    """Open the source, build the detector, run the pipeline, report. Returns the exit code."""
-    from densecnn.cli.run import run_prediction
-
-    return run_prediction(
-        task="detect",
-        source=source,
-        pcfg=pcfg,
-        ocfg=ocfg,
-        quiet=quiet,
-        lcfg=lcfg,
-        build=lambda: _build(pcfg),
-        make_sinks=lambda run_dir, predictor: _make_sinks(run_dir, ocfg, pcfg.vid_stride, predictor.names),
-        counts_label="Detections",
-    )
-
-
-def _build(pcfg: PredictConfig) -> tuple[Predictor, ModelSpec]:
-    from densecnn.tasks.detect import build_detector
-
-    return build_detector(pcfg)
-
-
-def _make_sinks(run_dir: Path, ocfg: Any, vid_stride: int, names: dict[int, str]) -> list[Any]:
-    from densecnn.sinks import CocoSink, CropsSink, ImageSink, JsonlSink, LabelsSink, VideoSink
-
-    sinks: list[Any] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CocoSink(run_dir / "predictions.coco.json", class_names=names),
-    ]
-    if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=vid_stride)]
-    if ocfg.save_txt:
-        sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
-    if ocfg.save_crops:
-        sinks.append(CropsSink(run_dir))
-    return sinks

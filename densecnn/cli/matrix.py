@@ -12,9 +12,9 @@ from typing import Any
 import typer
 
 from densecnn.backbones import BACKBONES
-from densecnn.backbones.heads import HEADS
 from densecnn.cli.common import err_console
 from densecnn.cli.models import Col, print_table
+from densecnn.zoo.heads import HEADS
 from densecnn.zoo.store import WeightStore
 
 

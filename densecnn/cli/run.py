@@ -1,10 +1,10 @@
-"""What every prediction command shares once its model is chosen: open the source, build the
-predictor, make the run folder and sinks, run the pipeline with a progress bar, write summary.json,
-print the summary table and turn the outcome into an exit code.
+"""What every prediction command shares once its options are read: start the run (``densecnn.engine``),
+show a progress bar, drain the predictions, write summary.json, print the summary table and turn the
+outcome into an exit code.
 
-Commands (``detect``, ``classify``...) supply only what differs: how to build the predictor, which
-sinks to write, and how the summary table names the counted classes. Torch and the sources are
-imported inside :func:`run_prediction`, so importing this module stays cheap (``--help``).
+Commands (``detect``, ``segment``, ``classify``) supply only their configs; what each task writes is
+``densecnn.outputs``'. Torch and the sources are imported inside :func:`run_prediction`, so importing
+this module stays cheap (``--help``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from densecnn.cli.common import console, err_console
@@ -22,18 +20,10 @@ from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
     from densecnn.config import LiveConfig, OutputConfig, PredictConfig
-    from densecnn.pipeline import RunSummary
-    from densecnn.sinks.base import Sink
-    from densecnn.sinks.display import DisplaySink
-    from densecnn.sources.base import InputRef
-    from densecnn.tasks.base import Predictor
-    from densecnn.zoo.specs import ModelSpec
+    from densecnn.engine import PredictionRun
 
 EXIT_SOME_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-BuildPredictor = Callable[[], "tuple[Predictor, ModelSpec]"]
-MakeSinks = Callable[[Path, "Predictor"], "list[Sink]"]
 
 
 def run_prediction(
@@ -42,121 +32,74 @@ def run_prediction(
     source: str,
     pcfg: PredictConfig,
     ocfg: OutputConfig,
+    lcfg: LiveConfig,
     quiet: bool,
-    build: BuildPredictor,
-    make_sinks: MakeSinks,
-    counts_label: str,
-    lcfg: LiveConfig | None = None,
-    record: dict[str, Any] | None = None,
-    draw: Callable[[Any, Any], Any] | None = None,
-    is_done: Callable[[Path, InputRef], bool] | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
-    ``build()`` returns the predictor and its model spec; ``make_sinks(run_dir, predictor)`` the
-    outputs. ``record`` adds fields to summary.json; ``draw(image, result)`` replaces the default
-    drawing; ``is_done(run_dir, input)`` says which inputs an earlier run already finished (they are
-    skipped and counted as ``skipped_done`` in summary.json). ``lcfg`` sets the stream mode, run limits,
-    reconnects and ``--show``. The source is opened before the model is built, so a missing source
-    fails fast; the run folder is made only once both are ready.
+    The source is opened before the model is built, so a missing source fails fast; the run folder
+    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment).
     """
-    from densecnn.config import LiveConfig
     from densecnn.device import describe
-    from densecnn.fsutil import atomic_write_json, next_run_dir
-    from densecnn.pipeline import run
-    from densecnn.sources import open_source
-    from densecnn.sources.stream import is_live, open_live
+    from densecnn.engine import PredictionRun
 
-    lcfg = lcfg or LiveConfig()
-    live = is_live(source)
-    if live and is_done is not None:
-        raise UsageError("--resume continues file runs; a live source has nothing to resume.")
     show = _display_ok(lcfg, quiet)
-    src: Any = (
-        open_live(source, lcfg)
-        if live
-        else open_source(source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project])
+    run = PredictionRun.open(
+        task=task, source=source, pcfg=pcfg, ocfg=ocfg, lcfg=lcfg, show=show, class_names=class_names
     )
-    mode = lcfg.mode_for(live)
-    predictor, spec = build()
-    run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    skipped = 0
-    if is_done is not None:
-        todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
-        skipped, src.inputs = len(src.inputs) - len(todo), todo
-    sinks = make_sinks(run_dir, predictor)
-    stop = threading.Event()
-    display = _add_display(sinks, stop) if show else None
-    if live:  # pay lazy initialisation before the streams open, not on their first frames
-        _warm_up(predictor)
-    n_videos = sum(1 for i in src.inputs if i.kind == "video")
-    total = src.estimated_frames()
-    backbone = getattr(predictor, "backbone", None)
-    model_label = f"{spec.name} ({backbone} backbone)" if backbone else spec.name
     progress = None
     if not quiet:
         from densecnn.cli.report import RichProgress
 
-        if pcfg.half and predictor.device.type != "cuda":
+        if pcfg.half and run.predictor.device.type != "cuda":
             console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
-        what = (
-            f"{len(src.inputs)} live stream(s), {mode} mode"
-            if live
-            else f"{len(src.inputs) - n_videos} images, {n_videos} videos (~{total} frames)"
-        )
         console.print(
-            f"[bold]densecnn {task}[/] {model_label} on {describe(predictor.device)}: {what} → {run_dir}"
+            f"[bold]densecnn {task}[/] {run.model_label} on {describe(run.predictor.device)}: "
+            f"{_describe_inputs(run)} → {run.run_dir}"
         )
-        if is_done is not None:
-            console.print(f"Resuming {run_dir}: {skipped} inputs already done, skipped.")
+        if run.resuming:
+            console.print(f"Resuming {run.run_dir}: {run.skipped} inputs already done, skipped.")
         progress = RichProgress(console, task)
-    extra = {"draw": draw} if draw is not None else {}
     with sigterm_as_interrupt():
-        summary = run(
-            events=src.events(stop),
-            predictor=predictor,
-            sinks=sinks,
-            errors_path=run_dir / "errors.jsonl",
-            batch=pcfg.batch,
-            on_error=ocfg.on_error,
-            progress=progress,
-            total_frames=total,
-            stop=stop,
-            stream_mode=mode,
-            max_frames=lcfg.max_frames,
-            duration=lcfg.duration,
-            ui=display.pump if display is not None else None,
-            **extra,
-        )
-    _add_live_counts(summary, src if live else None, display)
-    weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
-    atomic_write_json(
-        run_dir / "summary.json",
-        {
-            "command": task,
-            "source": source,
-            "model": spec.name,
-            "backbone": backbone,
-            "weights": str(weights) if weights else None,
-            "device": str(predictor.device),
-            **(record or {}),
-            **({"skipped_done": skipped} if is_done is not None else {}),
-            "classes": predictor.names,
-            **summary.to_dict(),
-            "display": {"requested": lcfg.show, "shown_frames": display.shown if display else 0},
-        },
-    )
+        drain(run.predictions(progress))
+    run.finish()
+    summary = run.summary
+    assert summary is not None and run.run_dir is not None
     if quiet:
-        console.print(str(run_dir))
+        console.print(str(run.run_dir))
     else:
         from densecnn.cli.report import summary_table
+        from densecnn.outputs import counts_label
 
-        console.print(summary_table(summary, run_dir=run_dir, title="Summary", counts_label=counts_label))
+        label = counts_label(task, run.predictor)
+        console.print(summary_table(summary, run_dir=run.run_dir, title="Summary", counts_label=label))
     if summary.interrupted:
         err_console.print("[yellow]Interrupted.[/] Outputs written so far are complete and kept.")
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.errors else 0
+
+
+def _describe_inputs(run: PredictionRun) -> str:
+    if run.live:
+        return f"{len(run.src.inputs)} live stream(s), {run.mode} mode"
+    n_videos = sum(1 for i in run.src.inputs if i.kind == "video")
+    return (
+        f"{len(run.src.inputs) - n_videos} images, {n_videos} videos (~{run.src.estimated_frames()} frames)"
+    )
+
+
+def drain(predictions: Iterator[Any]) -> None:
+    """Consume a prediction stream to its end. Ctrl-C between two predictions is handed to the
+    stream, which then finishes its outputs as for a Ctrl-C inside it."""
+    try:
+        for _ in predictions:
+            pass
+    except KeyboardInterrupt:
+        if getattr(predictions, "gi_frame", None) is None:
+            raise
+        with contextlib.suppress(StopIteration):
+            predictions.throw(KeyboardInterrupt)  # type: ignore[attr-defined]
 
 
 def _display_ok(lcfg: LiveConfig, quiet: bool) -> bool:
@@ -177,31 +120,6 @@ def _display_ok(lcfg: LiveConfig, quiet: bool) -> bool:
         f"[yellow]--show:[/] {problem}; going on without a window (outputs are written as usual)."
     )
     return False
-
-
-def _add_display(sinks: list[Sink], stop: threading.Event) -> DisplaySink:
-    from densecnn.sinks.display import DisplaySink
-
-    display = DisplaySink(on_quit=stop.set)  # q / Esc ends the run like --max-frames: cleanly
-    sinks.append(display)
-    return display
-
-
-def _warm_up(predictor: Predictor) -> None:
-    import numpy as np
-
-    from densecnn.results import Frame
-
-    predictor.warmup(Frame(np.full((480, 640, 3), 114, np.uint8), source="warmup", path="warmup"))
-
-
-def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None) -> None:
-    """Reconnects and capture-side drops of live sources; a quit from the window."""
-    if src is not None:
-        summary.reconnects += src.reconnects
-        summary.dropped += src.dropped
-    if display is not None and display.quit and summary.stopped_by is None:
-        summary.stopped_by = "user"
 
 
 @contextlib.contextmanager

@@ -4,21 +4,12 @@ of images, folders and videos."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
 from densecnn.errors import UsageError
-
-if TYPE_CHECKING:
-    from densecnn.config import OutputConfig, PredictConfig
-    from densecnn.sinks.base import Sink
-    from densecnn.sources.base import InputRef
-    from densecnn.tasks.base import Predictor
-    from densecnn.zoo.specs import ModelSpec
-
 
 _WEIGHTS = typer.Option(
     None,
@@ -100,15 +91,10 @@ def segment(
     done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import PredictConfig
-    from densecnn.tasks.segment import instance_spec, resolve_class_names
+    from densecnn.config import PredictConfig, resolve_class_names
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
-        if not 0.0 <= alpha <= 1.0:
-            raise UsageError(f"--alpha must be between 0 and 1, got {alpha}.")
-        if resume and not save_masks:
-            raise UsageError("--resume finds finished images by their masks; it needs --save-masks.")
         pcfg = PredictConfig(
             model=model,
             weights=weights,
@@ -118,34 +104,17 @@ def segment(
             iou=iou,
             **shared.predict_kwargs(),
         )
-        ocfg = shared.output_config("segment", exist_ok=shared.exist_ok or resume, save=save_overlay)
-        names = resolve_class_names(num_classes, _split_names(class_names))
-        instances = instance_spec(pcfg) is not None
-        if not instances and (conf is not None or iou is not None):
-            raise UsageError(
-                "--conf and --iou apply to instance models (yolov8n-seg, yolo11n-seg, -seg .pt)."
-            )
+        ocfg = shared.output_config(
+            "segment", save=save_overlay, save_masks=save_masks, alpha=alpha, resume=resume
+        )
         code = run_prediction(
             task="segment",
             source=source,
             pcfg=pcfg,
             ocfg=ocfg,
-            quiet=shared.quiet,
             lcfg=shared.live_config(),
-            build=lambda: _build(pcfg, names),
-            make_sinks=lambda run_dir, predictor: make_sinks(
-                run_dir,
-                ocfg,
-                pcfg,
-                predictor.names,
-                save_masks=save_masks,
-                append=resume,
-                instances=instances,
-            ),
-            counts_label="Instances per class" if instances else "Images per class",
-            record={"alpha": alpha, "resumed": resume},
-            draw=_drawer(alpha),
-            is_done=input_done if resume else None,
+            quiet=shared.quiet,
+            class_names=resolve_class_names(num_classes, _split_names(class_names)),
         )
     raise typer.Exit(code)
 
@@ -158,65 +127,3 @@ def _split_names(values: list[str] | None) -> list[str] | None:
     if not all(names):
         raise UsageError("--class-names has an empty name.")
     return names
-
-
-def _build(pcfg: PredictConfig, names: tuple[str, ...] | None) -> tuple[Predictor, ModelSpec]:
-    from densecnn.tasks.segment import load_segmenter
-
-    return load_segmenter(pcfg, class_names=names)
-
-
-def _drawer(alpha: float) -> Any:
-    """``draw_result`` with this overlay opacity."""
-    from functools import partial
-
-    from densecnn.draw import draw_result
-
-    return partial(draw_result, alpha=alpha)
-
-
-def input_done(run_dir: Path, ref: InputRef) -> bool:
-    """An image is done when its mask file exists (masks are written atomically), a video when its
-    ``complete.json`` marker does (written after all its frames went through every sink)."""
-    from densecnn.sinks.masks import is_complete
-
-    return is_complete(run_dir, ref.source, video=ref.kind == "video")
-
-
-def _row_done(run_dir: Path, row: dict[str, Any]) -> bool:
-    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume)."""
-    from densecnn.sinks.masks import is_complete
-
-    source = str(row.get("source", ""))
-    return is_complete(run_dir, source, video=False) or is_complete(run_dir, source, video=True)
-
-
-def make_sinks(
-    run_dir: Path,
-    ocfg: OutputConfig,
-    pcfg: PredictConfig,
-    names: dict[int, str],
-    *,
-    save_masks: bool,
-    append: bool = False,
-    instances: bool = False,
-) -> list[Sink]:
-    """predictions.jsonl and classes.json always; predictions.coco.json for instance models; masks and
-    overlays as asked; last, the video completion markers (see ``input_done``)."""
-    from functools import partial
-
-    from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink, VideoSink
-    from densecnn.sinks.masks import CompletionSink, write_classes_json
-
-    write_classes_json(run_dir / "classes.json", names, instances=instances)
-    keep = partial(_row_done, run_dir) if append else None
-    sinks: list[Sink] = [JsonlSink(run_dir / "predictions.jsonl", append=append, keep=keep)]
-    if instances:
-        sinks.append(CocoSink(run_dir / "predictions.coco.json", class_names=names))
-    if save_masks:
-        sinks.append(MaskSink(run_dir))
-    if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
-    if save_masks:
-        sinks.append(CompletionSink(run_dir))
-    return sinks

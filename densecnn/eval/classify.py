@@ -8,44 +8,36 @@ crop, normalisation from the checkpoint), so the numbers describe what that comm
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from densecnn import __version__
-from densecnn.data.imagefolder import ImageFolder, Sample, open_image_folder
+from densecnn.data.imagefolder import ImageFolder, open_image_folder
 from densecnn.errors import UsageError
 from densecnn.eval.config import EvalConfig, EvalOutcome
-from densecnn.results import Classification, Frame
+from densecnn.results import Classification
 
 EVALUATOR = f"densecnn {__version__} top-k accuracy"
 
 
 def score(
-    predictor: Any, items: Iterable[tuple[Frame, int]], *, num_classes: int, batch: int
+    predictor: Any, images: Sequence[Path], labels: Sequence[int], *, num_classes: int, batch: int
 ) -> tuple[np.ndarray, int]:
-    """Run ``predictor`` (keeping its top-k classes) on ``(frame, true label)`` items: the confusion
-    matrix ``(K, K)`` of top-1 predictions (rows: true) and the number of top-k hits."""
+    """Run ``predictor`` (keeping its top-k classes) over ``images`` through the prediction pipeline:
+    the confusion matrix ``(K, K)`` of top-1 predictions against ``labels`` (rows: true) and the
+    number of top-k hits."""
+    from densecnn.eval.stream import predictions_for
+
     conf = np.zeros((num_classes, num_classes), dtype=np.int64)
     hits = 0
-    chunk: list[tuple[Frame, int]] = []
-
-    def flush() -> int:
-        found = 0
-        for (_, label), result in zip(chunk, predictor.predict([f for f, _ in chunk]), strict=True):
-            assert isinstance(result, Classification)
-            conf[label, int(result.class_ids[0])] += 1
-            found += int(label in result.class_ids.tolist())
-        chunk.clear()
-        return found
-
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= batch:
-            hits += flush()
-    if chunk:
-        hits += flush()
+    for label, prediction in zip(labels, predictions_for(predictor, images, batch=batch), strict=True):
+        result = prediction.result
+        assert isinstance(result, Classification)
+        conf[label, int(result.class_ids[0])] += 1
+        hits += int(label in result.class_ids.tolist())
     return conf, hits
 
 
@@ -71,13 +63,6 @@ def classification_metrics(
     return metrics, per_class
 
 
-def items_of(samples: Sequence[Sample], label_map: dict[int, int]) -> Iterable[tuple[Frame, int]]:
-    from densecnn.eval.segment import frame_of
-
-    for sample in samples:
-        yield frame_of(sample.image), label_map[sample.label]
-
-
 def _label_map(folder: ImageFolder, names: Sequence[str]) -> dict[int, int]:
     """Dataset class id → model class id, by class name."""
     index = {name: i for i, name in enumerate(names)}
@@ -95,9 +80,9 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     from densecnn.config import PredictConfig
     from densecnn.eval.report import plot_confusion
     from densecnn.fsutil import next_run_dir
-    from densecnn.tasks.classify import load_classifier
+    from densecnn.tasks.loading import load_predictor
 
-    predictor, _ = load_classifier(
+    predictor = load_predictor(
         PredictConfig(
             model=cfg.model,
             weights=cfg.weights,
@@ -105,7 +90,8 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
             imgsz=cfg.imgsz,
             device=cfg.device,
             topk=5,
-        )
+        ),
+        task="classify",
     )
     names = [predictor.names[i] for i in sorted(predictor.names)]
     k = min(5, len(names))
@@ -114,8 +100,13 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     samples = folder.split(cfg.split)
     if not samples:
         raise UsageError(f"{cfg.data}: the {cfg.split} split is empty.", hint="Try --split all.")
+    label_map = _label_map(folder, names)
     conf, hits = score(
-        predictor, items_of(samples, _label_map(folder, names)), num_classes=len(names), batch=cfg.batch
+        predictor,
+        [s.image for s in samples],
+        [label_map[s.label] for s in samples],
+        num_classes=len(names),
+        batch=cfg.batch,
     )
     metrics, per_class = classification_metrics(conf, hits, names, k=k)
     if len(names) > len(folder.class_names):  # rows of classes the data does not have say nothing

@@ -17,7 +17,7 @@ import numpy as np
 
 from densecnn.config import PredictConfig
 from densecnn.data.detection import DetItem, images_for, load_detection_data, read_items
-from densecnn.errors import InputError, UsageError
+from densecnn.errors import UsageError
 from densecnn.eval.coco import (
     coco_evaluate,
     det_records,
@@ -63,7 +63,7 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
 
 
 def _predictor(cfg: EvalConfig) -> Any:
-    from densecnn.tasks.detect import build_detector
+    from densecnn.tasks.loading import load_predictor
 
     imgsz = cfg.imgsz or _trained_imgsz(cfg.weights)
     pcfg = PredictConfig(
@@ -76,7 +76,7 @@ def _predictor(cfg: EvalConfig) -> Any:
         device=cfg.device,
         max_det=MAX_DET,
     )
-    predictor = build_detector(pcfg)[0]
+    predictor = load_predictor(pcfg, task="detect")
     if hasattr(predictor, "nms_time_per_image"):
         predictor.nms_time_per_image = float("inf")  # never drop boxes on a busy machine
     return predictor
@@ -119,8 +119,9 @@ def map_classes(model_names: dict[int, str], data_names: tuple[str, ...]) -> dic
 def _collect(
     predictor: Any, items: list[DetItem], class_map: dict[int, int], names: tuple[str, ...], *, batch: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """COCO ground truth and detections over ``items``, predicted ``batch`` images at a time."""
-    from densecnn.sources.images import read_image
+    """COCO ground truth and detections over ``items``, predicted ``batch`` images at a time through
+    the prediction pipeline."""
+    from densecnn.eval.stream import predictions_for
 
     gt: dict[str, Any] = {
         "images": [],
@@ -128,19 +129,10 @@ def _collect(
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
     }
     dets: list[dict[str, Any]] = []
-    for start in range(0, len(items), batch):
-        chunk = items[start : start + batch]
-        frames = []
-        for item in chunk:
-            try:
-                image = read_image(item.image)
-            except InputError as exc:
-                raise UsageError(f"{item.image}: {exc.message}") from None
-            frames.append(Frame(image=image, source=item.image.name, path=str(item.image)))
-        for k, (item, frame, result) in enumerate(zip(chunk, frames, predictor.predict(frames), strict=True)):
-            image_id = start + k + 1
-            _add_gt(gt, image_id, item, frame)
-            dets += _result_records(image_id, result, class_map)
+    predictions = predictions_for(predictor, [item.image for item in items], batch=batch)
+    for image_id, (item, prediction) in enumerate(zip(items, predictions, strict=True), start=1):
+        _add_gt(gt, image_id, item, prediction.frame)
+        dets += _result_records(image_id, prediction.result, class_map)
     return gt, dets
 
 

@@ -13,7 +13,7 @@ preprocessing, its resize back to the image), so the numbers describe what that 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -86,40 +86,21 @@ def frame_of(path: Any) -> Frame:
 
 
 def score(
-    predictor: Any,
-    items: Iterable[tuple[Frame, np.ndarray]],
-    *,
-    num_classes: int,
-    ignore_index: int,
-    batch: int,
+    predictor: Any, pairs: Sequence[MaskPair], folder: MasksFolder, *, num_classes: int, batch: int
 ) -> np.ndarray:
-    """Run ``predictor`` (a SemanticSegmenter) on ``(frame, label map)`` items, ``batch`` at a time;
-    the summed confusion matrix ``(K, K+1)`` (last column: "no class" predictions)."""
+    """Run ``predictor`` (a SemanticSegmenter) over the images of ``pairs`` through the prediction
+    pipeline, ``batch`` at a time; the summed confusion matrix ``(K, K+1)`` against their masks (last
+    column: "no class" predictions)."""
+    from densecnn.eval.stream import predictions_for
+
     total = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
-    chunk: list[tuple[Frame, np.ndarray]] = []
-
-    def flush() -> None:
-        results = predictor.predict([f for f, _ in chunk])
-        for (_, mask), result in zip(chunk, results, strict=True):
-            assert isinstance(result, Segmentation)
-            total[...] += confusion(
-                result.label_map, mask, num_classes=num_classes, ignore_index=ignore_index
-            )
-        chunk.clear()
-
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= batch:
-            flush()
-    if chunk:
-        flush()
-    return total
-
-
-def load_items(pairs: Sequence[MaskPair], folder: MasksFolder) -> Iterable[tuple[Frame, np.ndarray]]:
-    for pair in pairs:
+    predictions = predictions_for(predictor, [p.image for p in pairs], batch=batch)
+    for pair, prediction in zip(pairs, predictions, strict=True):
+        result = prediction.result
+        assert isinstance(result, Segmentation)
         mask = read_mask(pair.mask, mask_mode=folder.mask_mode, ignore_index=folder.ignore_index)
-        yield frame_of(pair.image), mask
+        total += confusion(result.label_map, mask, num_classes=num_classes, ignore_index=folder.ignore_index)
+    return total
 
 
 def evaluate(cfg: EvalConfig) -> EvalOutcome:
@@ -128,15 +109,16 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     from densecnn.config import PredictConfig
     from densecnn.eval.report import plot_confusion
     from densecnn.fsutil import next_run_dir
-    from densecnn.tasks.segment import load_segmenter
+    from densecnn.tasks.loading import load_predictor
 
     meta = read_meta(cfg.weights)
     data_info = (meta.extra.get("data") or {}) if meta is not None else {}
     mask_mode = cfg.mask_mode or data_info.get("mask_mode", "labels")
-    predictor, _ = load_segmenter(
+    predictor = load_predictor(
         PredictConfig(
             model=cfg.model, weights=cfg.weights, backbone=cfg.backbone, imgsz=cfg.imgsz, device=cfg.device
-        )
+        ),
+        task="segment",
     )
     names = cfg.class_names or (meta.class_names if meta is not None else tuple(predictor.names.values()))
     folder = open_masks_folder(
@@ -152,13 +134,7 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
         from densecnn.errors import UsageError
 
         raise UsageError(f"{cfg.data}: the {cfg.split} split is empty.", hint="Try --split all.")
-    conf = score(
-        predictor,
-        load_items(pairs, folder),
-        num_classes=len(names),
-        ignore_index=cfg.ignore_index,
-        batch=cfg.batch,
-    )
+    conf = score(predictor, pairs, folder, num_classes=len(names), batch=cfg.batch)
     metrics, per_class = segmentation_metrics(conf, names)
     run_dir = next_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)
     run_dir.mkdir(parents=True, exist_ok=True)

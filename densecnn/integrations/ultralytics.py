@@ -98,3 +98,24 @@ def is_ultralytics_checkpoint(path: Path) -> bool:
             return any(b"ultralytics." in archive.read(n) for n in pickles)
     with path.open("rb") as fh:
         return b"ultralytics." in fh.read(1 << 20)
+
+
+_TASK_CLASSES = (
+    (b"SegmentationModel", "segment"),
+    (b"ClassificationModel", "classify"),
+    (b"DetectionModel", "detect"),
+)
+
+
+def ultralytics_task(path: Path) -> str:
+    """The task of an Ultralytics ``.pt`` (detect, segment or classify), read from the class names in
+    its pickle as bytes, never unpickled; detect when none is found."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            data = b"".join(archive.read(n) for n in archive.namelist() if n.endswith("data.pkl"))
+    else:
+        with path.open("rb") as fh:
+            data = fh.read(1 << 20)
+    return next((task for name, task in _TASK_CLASSES if name in data), "detect")

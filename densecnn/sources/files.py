@@ -40,14 +40,22 @@ def _accepted() -> str:
 # ---------------------------------------------------------------- discovery
 
 
-def open_source(spec: str | Path, *, vid_stride: int = 1, exclude: Sequence[Path] = ()) -> FileSource:
-    """Discover the inputs of ``spec``: an image, a video, a folder, a glob or a ``.txt`` list.
+def open_source(
+    spec: str | Path | Sequence[str | Path], *, vid_stride: int = 1, exclude: Sequence[Path] = ()
+) -> FileSource:
+    """Discover the inputs of ``spec``: an image, a video, a folder, a glob, a ``.txt`` list, or (from
+    Python) a sequence of image and video paths, kept in order (outputs named after each file name).
 
     ``exclude`` lists folders whose contents a folder or glob never yields (the run's own output
     folder may sit inside the input folder). Raises ``UsageError`` when there is nothing to run.
     """
     if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
         raise UsageError(f"--vid-stride must be an integer >= 1, got {vid_stride!r}")
+    if not isinstance(spec, (str, Path)):
+        refs = [InputRef(Path(p), Path(p).name, _kind(Path(p).name) or "image") for p in spec]
+        if not refs:
+            raise UsageError("the list of inputs is empty.")
+        return FileSource(_unique(refs), vid_stride=vid_stride, form="list", spec=f"{len(refs)} paths")
     text = str(spec)
     if isinstance(spec, str):
         _refuse_live(text)

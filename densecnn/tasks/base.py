@@ -10,11 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from densecnn.results import Frame, Result
+
+if TYPE_CHECKING:
+    from densecnn.zoo.specs import ModelSpec
 
 
 @dataclass
@@ -34,10 +38,19 @@ class StageTimer:
 
 
 class Predictor:
-    """Base class of every model adapter. ``names`` maps class id → class name."""
+    """Base class of every model adapter. ``names`` maps class id → class name.
+
+    ``densecnn.load`` sets ``spec`` (the model spec it resolved) and ``weights_path`` (the file
+    loaded); ``backbone`` names the registry backbone of a head built on one; ``instances`` says the
+    results carry instance masks (YOLO -seg), which decides the segment outputs.
+    """
 
     names: dict[int, str]
     device: torch.device
+    spec: ModelSpec | None = None
+    weights_path: Path | None = None
+    backbone: str | None = None
+    instances: bool = False
 
     def __init__(self) -> None:
         self.timers = StageTimer()

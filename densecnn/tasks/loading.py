@@ -1,19 +1,111 @@
-"""What the task loaders (``classify``, ``segment``) share once a model is named: resolving the spec,
-checking a densecnn checkpoint against the command line, explaining a backbone-built model without
-weights, and fetching official weights."""
+"""One way to get a predictor: :func:`load_predictor`, behind ``densecnn.load`` and every command.
+
+Five steps, each written once:
+
+1. identify the weight file (``--weights``) as a typed :class:`~densecnn.tasks.builders.WeightsRef`;
+2. resolve the model spec: a densecnn checkpoint's own architecture wins (and must agree with
+   ``--model`` / ``--backbone``); an Ultralytics file picks the task's YOLO model; otherwise
+   ``--model`` or the task's default, whose official file comes from the weight store (the embedded
+   model stands in for the default when that is unavailable);
+3. resolve device and precision;
+4. merge the model's threshold defaults with the user's values;
+5. call the builder registered for (task, family), beside its adapter.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from densecnn.checkpoint import CheckpointMeta
-from densecnn.config import PredictConfig
+from densecnn.config import PredictConfig, resolve_classes
 from densecnn.errors import UsageError
-from densecnn.zoo import MODELS, ModelSpec, default_model
+from densecnn.tasks.builders import NO_WEIGHTS, BuildRequest, WeightsRef, builder_for, identify
+from densecnn.zoo import MODELS, ModelSpec, default_model, fetch_default
+from densecnn.zoo.heads import HEADS
+from densecnn.zoo.segmentation import DEFAULT_INSTANCE
 from densecnn.zoo.store import WeightStore
 
+if TYPE_CHECKING:
+    from densecnn.checkpoint import CheckpointMeta
+    from densecnn.tasks.base import Predictor
+
+TASKS = ("detect", "segment", "classify")
 _NOUN = {"detect": "detection", "segment": "segmentation", "classify": "classification"}
+# The YOLO model an Ultralytics file stands for when no --model names one.
+_ULTRALYTICS_DEFAULT = {"detect": "yolov8n", "segment": DEFAULT_INSTANCE, "classify": "yolov8n-cls"}
+# What a densecnn checkpoint of each task may hold: heads on a registry backbone, or whole models.
+_CHECKPOINT_WHAT = {
+    "segment": "a U-Net, DeepLabV3(+) or torchvision segmenter",
+    "classify": "a classifier",
+}
+
+
+def load_predictor(
+    cfg: PredictConfig,
+    *,
+    task: str | None = None,
+    store: WeightStore | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Predictor:
+    """Build the predictor ``cfg`` asks for (see the module docstring). ``task`` None: the task of
+    ``--model`` or of the checkpoint, else detect. The predictor carries its ``spec`` and ``weights``.
+
+    Official weights come from the store (downloaded once if missing and the network allows;
+    WeightsUnavailableError otherwise).
+    """
+    request = resolve_request(cfg, task=task, store=store, class_names=class_names)
+    predictor = builder_for(request.spec.task, request.spec.family)(request)
+    predictor.spec = request.spec
+    predictor.weights_path = request.weights.path
+    # Class names come from the loaded weights (a custom .pt has its own), so --classes resolves last.
+    predictor.set_classes(resolve_classes(cfg.classes, predictor.names))
+    return predictor
+
+
+def resolve_request(
+    cfg: PredictConfig,
+    *,
+    task: str | None = None,
+    store: WeightStore | None = None,
+    class_names: Sequence[str] | None = None,
+) -> BuildRequest:
+    """Steps 1-4: what to build, from which file, on which device, with which thresholds."""
+    from densecnn.device import select_device, use_half
+
+    weights = identify(cfg.weights) if cfg.weights is not None else NO_WEIGHTS
+    task = task or infer_task(cfg, weights)
+    if task not in TASKS:
+        raise UsageError(f"Unknown task {task!r}.", hint=f"Use one of: {', '.join(TASKS)}.")
+    names = tuple(class_names) if class_names else None
+    spec, weights = _resolve(cfg, task, weights, store or WeightStore(), names)
+    device = select_device(cfg.device)
+    return BuildRequest(
+        spec=spec,
+        weights=weights,
+        device=device,
+        half=use_half(device, cfg.half),
+        cfg=cfg,
+        conf=spec.conf if cfg.conf is None else cfg.conf,
+        iou=spec.iou if cfg.iou is None else cfg.iou,
+        max_det=cfg.max_det or spec.max_det,
+        class_names=names,
+    )
+
+
+def infer_task(cfg: PredictConfig, weights: WeightsRef | None = None) -> str:
+    """The task of ``--model``, else of the weight file, else detect."""
+    if weights is None:
+        weights = identify(cfg.weights) if cfg.weights is not None else NO_WEIGHTS
+    if cfg.model is not None:
+        return MODELS.get(cfg.model).task
+    if weights.meta is not None:
+        return weights.meta.task
+    if weights.kind == "ultralytics" and weights.path is not None:
+        from densecnn.integrations.ultralytics import ultralytics_task
+
+        return ultralytics_task(weights.path)
+    return "detect"
 
 
 def resolve_task_spec(model: str | None, task: str) -> ModelSpec:
@@ -24,6 +116,87 @@ def resolve_task_spec(model: str | None, task: str) -> ModelSpec:
             f"{spec.name} is a {spec.task} model; `densecnn {task}` needs a {_NOUN[task]} model.",
             hint=f"See `densecnn models --task {task}`.",
         )
+    return spec
+
+
+def _resolve(
+    cfg: PredictConfig, task: str, weights: WeightsRef, store: WeightStore, names: tuple[str, ...] | None
+) -> tuple[ModelSpec, WeightsRef]:
+    """Step 2: the spec, and the weight file it loads (fetched from the store when none was named)."""
+    if weights.meta is not None:
+        if names:
+            raise UsageError(f"{cfg.weights} names its own classes; leave out --num-classes/--class-names.")
+        return _checkpoint_spec(cfg, weights.meta, task), weights
+    if weights.kind == "ultralytics":
+        spec = resolve_task_spec(cfg.model or _ULTRALYTICS_DEFAULT[task], task)
+        if task == "segment" and spec.family != "yolo":
+            raise UsageError(
+                f"{cfg.weights} is an Ultralytics checkpoint; --model {spec.name} is not a YOLO model.",
+                hint="Leave out --model, or name a YOLO one (yolov8n-seg, yolo11n-seg).",
+            )
+        _no_backbone(spec, cfg)
+        return spec, weights
+    if weights.kind == "none" and cfg.model is None:  # the default model, or the embedded one
+        spec, path = fetch_default(task, store)
+        origin = "embedded" if spec.weights is not None and spec.weights.embedded else "store"
+        return spec, identify(path, origin)
+    spec = resolve_task_spec(cfg.model, task)
+    if spec.family == "densecnn" and spec.head is not None:
+        return spec, weights  # its builder explains what a head needs (a densecnn checkpoint)
+    _no_backbone(spec, cfg)
+    if weights.kind != "none":
+        return spec, weights
+    if spec.weights is None:
+        raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
+    path = store.fetch(spec.weights, model=spec.name)
+    return spec, identify(path, "embedded" if spec.weights.embedded else "store")
+
+
+def _no_backbone(spec: ModelSpec, cfg: PredictConfig) -> None:
+    """``--backbone`` only goes with a head built on a registry backbone."""
+    if cfg.backbone is None:
+        return
+    heads = [name for name, head in HEADS.items() if head.task == spec.task]
+    raise UsageError(
+        f"--backbone goes with a model built on a registry backbone ({', '.join(heads)}); "
+        f"{spec.name} has its own.",
+        hint=f"Use --model {' or '.join(heads)} with --backbone; a densecnn checkpoint (--weights) "
+        "names its own.",
+    )
+
+
+def _checkpoint_spec(cfg: PredictConfig, meta: CheckpointMeta, task: str) -> ModelSpec:
+    """The spec of a densecnn checkpoint the user named, checked against the command line."""
+    if task == "detect":
+        return _detect_checkpoint_spec(cfg, meta)
+    # whole models (their own backbone) that `densecnn train segment` writes as densecnn checkpoints
+    whole = [n for n, s in MODELS.items() if s.task == task == "segment" and s.family == "torchvision"]
+    archs = [n for n, h in HEADS.items() if h.task == task]
+    check_checkpoint(cfg, meta, task=task, archs=archs, what=_CHECKPOINT_WHAT[task], whole=whole)
+    return MODELS.get(meta.arch)
+
+
+def _detect_checkpoint_spec(cfg: PredictConfig, meta: CheckpointMeta) -> ModelSpec:
+    if meta.task != "detect":
+        raise UsageError(
+            f"{cfg.weights} is a {meta.task} checkpoint ({meta.arch}); `densecnn detect` needs a "
+            "detection one.",
+            hint=f"Use `densecnn {meta.task}` with it.",
+        )
+    if meta.arch not in MODELS:
+        raise UsageError(f"{cfg.weights}: unknown detection model {meta.arch!r} in its metadata.")
+    spec = MODELS.get(meta.arch)
+    if cfg.model is not None and MODELS.get(cfg.model) is not spec:
+        raise UsageError(
+            f"--model {cfg.model}, but {cfg.weights} holds a {spec.name} model.", hint="Leave out --model."
+        )
+    if cfg.backbone is not None and cfg.backbone.lower() != (meta.backbone or "").lower():
+        raise UsageError(
+            f"--backbone {cfg.backbone}, but {cfg.weights} was trained on {meta.backbone}.",
+            hint="Leave out --backbone: the checkpoint names its own.",
+        )
+    if meta.in_channels != 3:
+        raise UsageError(f"{cfg.weights} takes {meta.in_channels}-channel images; detect feeds RGB.")
     return spec
 
 
@@ -58,30 +231,24 @@ def check_checkpoint(
     return path
 
 
-def needs_weights(spec: ModelSpec, cfg: PredictConfig, *, task: str, fresh: str, train: str) -> UsageError:
-    """Why a backbone-built model without trained weights cannot run, and what to do. ``fresh`` says
-    what an untrained head would do; ``train`` is the ``densecnn train`` command line that makes them."""
+def needs_weights(request: BuildRequest, *, fresh: str, train: str) -> UsageError:
+    """Why a head on a registry backbone without a densecnn checkpoint cannot run, and what to do.
+    ``fresh`` says what an untrained head would do; ``train`` is the ``densecnn train`` command line
+    that makes its weights."""
     from densecnn.backbones import BACKBONES
 
+    spec, cfg = request.spec, request.cfg
     if cfg.backbone is None:
         return UsageError(
             f"{spec.name} is built on a registry backbone and needs trained weights.",
-            hint=f"Pass --weights CKPT.safetensors from `densecnn train {task}` (it names its backbone); "
-            f"backbones: {', '.join(BACKBONES.names())}.",
+            hint=f"Pass --weights CKPT.safetensors from `densecnn train {spec.task}` (it names its "
+            f"backbone); backbones: {', '.join(BACKBONES.names())}.",
         )
-    BACKBONES.get(cfg.backbone)  # an unknown name fails here with close matches
+    backbone = BACKBONES.get(cfg.backbone)  # an unknown name fails here with close matches
+    if spec.head is not None:
+        spec.head.check(backbone)
     return UsageError(
         f"{spec.name} on {cfg.backbone} has no trained weights: {fresh}.",
         hint=f"Train one with `{train}`, then pass its checkpoint with --weights CKPT.safetensors "
         "(it names its backbone and classes itself).",
     )
-
-
-def model_weights(spec: ModelSpec, cfg: PredictConfig, store: WeightStore | None) -> tuple[Path, bool]:
-    """(weight file, whether the user named it): ``--weights``, else the official file from the store
-    (downloaded once if missing and the network allows; WeightsUnavailableError otherwise)."""
-    if cfg.weights is not None:
-        return cfg.weights, True
-    if spec.weights is None:
-        raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
-    return (store or WeightStore()).fetch(spec.weights, model=spec.name), False

@@ -87,8 +87,9 @@ class ClassifyValidator:
         predictor = TensorClassifier(
             model=model, preprocess=prep, names=names, device=device, half=False, topk=k
         )
-        items = (item for batch in loader for item in batch)
-        conf, hits = score(predictor, items, num_classes=len(self.names), batch=loader.batch_size)
+        samples = loader.dataset.samples
+        images, labels = [s.image for s in samples], [s.label for s in samples]
+        conf, hits = score(predictor, images, labels, num_classes=len(self.names), batch=loader.batch_size)
         metrics, _ = classification_metrics(conf, hits, self.names, k=k)
         return {**metrics, "fitness": metrics["top1"]}
 

@@ -128,14 +128,8 @@ class SegmentValidator:
         prep = Preprocess(resize=self.imgsz, crop=self.imgsz, mean=self.mean, std=self.std)
         names = dict(enumerate(self.names))
         predictor = SemanticSegmenter(model=model, preprocess=prep, names=names, device=device, half=False)
-        items = (item for batch in loader for item in batch)
-        conf = score(
-            predictor,
-            items,
-            num_classes=len(self.names),
-            ignore_index=self.ignore_index,
-            batch=loader.batch_size,
-        )
+        data = loader.dataset  # MaskValData: scored from its files, through the prediction pipeline
+        conf = score(predictor, data.pairs, data.folder, num_classes=len(self.names), batch=loader.batch_size)
         metrics, per_class = segmentation_metrics(conf, self.names)
         out = {"mIoU": metrics["mIoU"], "mDice": metrics["mDice"], "pixel_acc": metrics["pixel_acc"]}
         if len(self.names) <= MAX_CLASS_COLUMNS:
@@ -160,10 +154,10 @@ def _arch(cfg: TrainConfig, meta0: CheckpointMeta | None) -> str:
 def _registry_head(
     arch: str, cfg: TrainConfig, meta0: CheckpointMeta | None, num_classes: int, notes: list[str]
 ) -> BuiltModel:
-    """A head of :data:`~densecnn.backbones.heads.HEADS` on a registry backbone (ImageNet weights from
+    """A head of :data:`~densecnn.zoo.heads.HEADS` on a registry backbone (ImageNet weights from
     the store when ``--pretrained``; ``--weights`` loaded where shapes fit)."""
     from densecnn.backbones import BACKBONES
-    from densecnn.backbones.heads import HEADS
+    from densecnn.zoo.heads import HEADS
 
     backbone = cfg.backbone or (meta0.backbone if meta0 and meta0.backbone else DEFAULT_BACKBONE)
     pretrained = imagenet_weights(backbone, pretrained=cfg.pretrained and cfg.weights is None, notes=notes)

@@ -9,6 +9,7 @@ from densecnn.errors import WeightsUnavailableError
 from densecnn.zoo import classification as _classification  # noqa: F401  (fills MODELS)
 from densecnn.zoo import detection as _detection  # noqa: F401  (fills MODELS)
 from densecnn.zoo import embedded as _embedded  # noqa: F401  (fills MODELS)
+from densecnn.zoo import heads as _heads  # noqa: F401  (fills MODELS)
 from densecnn.zoo import segmentation as _segmentation  # noqa: F401  (fills MODELS)
 from densecnn.zoo.registry import MODELS
 from densecnn.zoo.specs import ModelSpec, WeightsFile

@@ -115,19 +115,6 @@ def _register() -> None:
                 description=desc,
             ),
         )
-    MODELS.add(
-        "classifier",
-        ModelSpec(
-            name="classifier",
-            task="classify",
-            family="densecnn",
-            arch="classifier",
-            weights=None,
-            classes=(),
-            imgsz=224,
-            description="pooled linear head on any --backbone; weights from a densecnn checkpoint",
-        ),
-    )
 
 
 _register()

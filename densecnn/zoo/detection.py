@@ -126,23 +126,3 @@ for _name, _file, _size, _desc in _RCNN:
             description=_desc,
         ),
     )
-
-# Built on a registry backbone (--backbone); no official weights: they come from densecnn checkpoints,
-# which also name the backbone and the classes.
-MODELS.add(
-    "fasterrcnn",
-    ModelSpec(
-        name="fasterrcnn",
-        task="detect",
-        family="densecnn",
-        arch="fasterrcnn",
-        weights=None,
-        classes=(),
-        conf=0.05,
-        iou=0.5,
-        imgsz=800,
-        max_det=100,
-        description="Faster R-CNN + FPN on any --backbone (resnet18, convnext_tiny...); weights from a "
-        "densecnn checkpoint",
-    ),
-)

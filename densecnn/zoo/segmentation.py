@@ -103,24 +103,6 @@ def _register() -> None:
                 default=name == DEFAULT,
             ),
         )
-    for arch, desc in (
-        ("unet", "U-Net (smp decoder) on any --backbone; weights from a densecnn checkpoint"),
-        ("deeplabv3plus", "DeepLabV3+ (smp decoder) on any --backbone; weights from a densecnn checkpoint"),
-        ("deeplabv3", "DeepLabV3 (torchvision head) on any --backbone; weights from a densecnn checkpoint"),
-    ):
-        MODELS.add(
-            arch,
-            ModelSpec(
-                name=arch,
-                task="segment",
-                family="densecnn",
-                arch=arch,
-                weights=None,
-                classes=(),
-                imgsz=512,
-                description=desc,
-            ),
-        )
 
 
 _register()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from densecnn.backbones.specs import BackboneSpec
 
 Task = Literal["detect", "segment", "classify"]
-Family = Literal["yolo", "torchvision", "densecnn"]
+Family = str  # "yolo", "torchvision", "densecnn" built in; a plug-in registers its own builder
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 
@@ -72,6 +79,33 @@ class Preprocess:
 
 
 @dataclass(frozen=True)
+class HeadSpec:
+    """A head that sits on any registered backbone: the backbone ``strides`` it needs, the
+    ``num_classes`` it is measured at (``densecnn models --matrix``, at the model's ``imgsz``), and
+    its ``builder`` (``module:function``, imported on first use) of the form ``build(backbone: str,
+    num_classes: int, *, pretrained_backbone=False, in_channels=3, ...) -> nn.Module``."""
+
+    name: str
+    task: str
+    strides: tuple[int, ...]
+    input_size: int
+    num_classes: int
+    builder: str
+    description: str = ""
+
+    def load(self) -> Callable[..., nn.Module]:
+        module, _, func = self.builder.partition(":")
+        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+    def build(self, backbone: str, num_classes: int, **kwargs: Any) -> nn.Module:
+        return self.load()(backbone, num_classes, **kwargs)
+
+    def check(self, backbone: BackboneSpec) -> None:
+        """UsageError (the reason) when ``backbone`` cannot serve this head; no torch involved."""
+        backbone.require(head=self.name, strides=self.strides)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A named model: how to build it, where its weights come from, and its task defaults.
 
@@ -95,3 +129,4 @@ class ModelSpec:
     description: str = ""
     default: bool = False
     fallback: bool = False  # the embedded model used when the task's default is unavailable
+    head: HeadSpec | None = None  # a head on any registry backbone (family "densecnn")

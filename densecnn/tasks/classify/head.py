@@ -12,16 +12,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from densecnn.backbones import BACKBONES
 from densecnn.backbones.base import Backbone
-from densecnn.backbones.heads import CLASSIFIER_STRIDES
 from densecnn.backbones.registry import backbone_for
 from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into
 from densecnn.errors import UsageError
+from densecnn.tasks.builders import BuildRequest, register_builder
+from densecnn.zoo.heads import CLASSIFIER_STRIDES
+from densecnn.zoo.specs import Preprocess
 
 CHECKPOINT_ARCH = "classifier"
 
@@ -144,3 +147,45 @@ def load_classifier_checkpoint(path: Path) -> tuple[Classifier, CheckpointMeta]:
         dropout=float(meta.extra.get("dropout", 0.2)),
     )
     return load_into(model, state, source=path, what=f"a classifier on {meta.backbone}"), meta
+
+
+def checkpoint_preprocess(meta: CheckpointMeta) -> Preprocess:
+    """How a densecnn classifier checkpoint wants its images: ``input_size`` is the centre crop, and
+    the shorter side is resized to ``extra["preprocess"]["resize"]`` when given (else to
+    ``input_size``), with ``extra["preprocess"]["interpolation"]`` (default bilinear), then normalised
+    with ``mean``/``std``."""
+    extra = meta.extra.get("preprocess") or {}
+    return Preprocess(
+        resize=int(extra.get("resize", meta.input_size)),
+        crop=int(meta.input_size),
+        mean=tuple(meta.mean),
+        std=tuple(meta.std),
+        interpolation=str(extra.get("interpolation", "bilinear")),
+    )
+
+
+@register_builder("classify", "densecnn")
+def build_head_classifier(request: BuildRequest) -> Any:
+    """The pooled linear head on a registry backbone, from a densecnn checkpoint."""
+    from densecnn.tasks.classify.torch_cls import TensorClassifier, scaled_preprocess
+    from densecnn.tasks.loading import needs_weights
+
+    weights = request.weights
+    if weights.meta is None or weights.path is None:
+        raise needs_weights(
+            request,
+            fresh="a fresh head would guess at random",
+            train=f"densecnn train classify --backbone {request.cfg.backbone}",
+        )
+    model, meta = load_classifier_checkpoint(weights.path)
+    predictor = TensorClassifier(
+        model=model,
+        preprocess=scaled_preprocess(checkpoint_preprocess(meta), request.imgsz),
+        names=dict(enumerate(meta.class_names)),
+        device=request.device,
+        half=request.half,
+        topk=request.cfg.topk,
+        in_channels=meta.in_channels,
+    )
+    predictor.backbone = meta.backbone  # shown in the run header and summary.json
+    return predictor

@@ -19,6 +19,7 @@ from torch import nn
 
 from densecnn.errors import UsageError
 from densecnn.results import Classification, Frame
+from densecnn.tasks.builders import BuildRequest, register_builder
 from densecnn.tasks.tensor import TensorPredictor
 from densecnn.zoo.specs import Preprocess
 
@@ -116,3 +117,21 @@ def load_torchvision_classifier(
     if len(class_names) == num_classes:
         return model, dict(enumerate(class_names))
     return model, {i: f"class{i}" for i in range(num_classes)}
+
+
+@register_builder("classify", "torchvision")
+def build_torchvision_classifier(request: BuildRequest) -> TensorClassifier:
+    """A torchvision ImageNet classifier from its state dict (official or the user's)."""
+    from densecnn.zoo.classification import preprocess_for
+
+    spec, path = request.spec, request.weights.path
+    assert path is not None
+    model, names = load_torchvision_classifier(spec.arch, path, spec.classes)
+    return TensorClassifier(
+        model=model,
+        preprocess=scaled_preprocess(preprocess_for(spec), request.imgsz),
+        names=names,
+        device=request.device,
+        half=request.half,
+        topk=request.cfg.topk,
+    )

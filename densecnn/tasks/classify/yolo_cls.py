@@ -21,6 +21,7 @@ from densecnn.errors import UsageError
 from densecnn.integrations.ultralytics import import_ultralytics
 from densecnn.results import Classification, Frame
 from densecnn.tasks.base import Predictor
+from densecnn.tasks.builders import BuildRequest, register_builder
 from densecnn.tasks.classify.torch_cls import topk_results
 from densecnn.tasks.detect.yolo import load_yolo_module
 
@@ -108,3 +109,16 @@ class YoloClassifier(Predictor):
     def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Classification]:
         probs = raw[0] if isinstance(raw, list | tuple) else raw
         return topk_results(probs, self.topk, self.names)
+
+
+@register_builder("classify", "yolo")
+def build_yolo_classifier(request: BuildRequest) -> YoloClassifier:
+    assert request.weights.path is not None
+    return YoloClassifier(
+        weights=request.weights.path,
+        user_named=request.weights.user_named,
+        device=request.device,
+        half=request.half,
+        imgsz=request.imgsz,
+        topk=request.cfg.topk,
+    )

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from densecnn.checkpoint import load_state_dict
+from densecnn.checkpoint import PICK_MODEL, load_into, load_state_dict
 from densecnn.errors import UsageError
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
+from densecnn.tasks.builders import BuildRequest, register_builder
 
 
 class TorchvisionDetector(Predictor):
@@ -97,13 +98,7 @@ def load_torchvision_detector(
     state = load_state_dict(weights)
     num_classes = _num_classes(state, weights)
     model = get_model_builder(arch)(weights=None, weights_backbone=None, num_classes=num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise UsageError(
-            f"{weights} does not fit {arch}: {str(exc).splitlines()[0]}",
-            hint="Pick the --model these weights were trained for.",
-        ) from exc
+    load_into(model, state, source=weights, what=arch, hint=PICK_MODEL)
     configure_rcnn(model, conf=conf, iou=iou, max_det=max_det, imgsz=imgsz)
     if len(class_names) == num_classes:
         names = dict(enumerate(class_names))
@@ -117,3 +112,22 @@ def _num_classes(state: dict[str, torch.Tensor], path: Path) -> int:
     if key not in state:
         raise UsageError(f"{path} is not a Faster R-CNN state dict (no {key}).")
     return int(state[key].shape[0])
+
+
+@register_builder("detect", "torchvision")
+def build_torchvision_detector(request: BuildRequest) -> TorchvisionDetector:
+    """A torchvision Faster R-CNN from its state dict (official, the user's, or inside a densecnn
+    checkpoint, whose class names win)."""
+    weights = request.weights
+    assert weights.path is not None
+    return load_torchvision_detector(
+        arch=request.spec.arch,
+        weights=weights.path,
+        class_names=weights.meta.class_names if weights.meta is not None else request.spec.classes,
+        device=request.device,
+        half=request.half,
+        conf=float(request.conf if request.conf is not None else 0.05),
+        iou=float(request.iou if request.iou is not None else 0.5),
+        imgsz=request.imgsz,
+        max_det=request.max_det,
+    )

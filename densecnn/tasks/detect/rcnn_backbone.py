@@ -27,10 +27,11 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from densecnn.backbones import BACKBONES
 from densecnn.backbones.base import Backbone
-from densecnn.backbones.heads import FPN_STRIDES
 from densecnn.backbones.registry import backbone_for
 from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into
 from densecnn.errors import UsageError
+from densecnn.tasks.builders import BuildRequest, register_builder
+from densecnn.zoo.heads import FPN_STRIDES
 
 CHECKPOINT_ARCH = "fasterrcnn"
 BACKGROUND = "__background__"
@@ -168,3 +169,54 @@ def load_fasterrcnn_checkpoint(path: Path) -> tuple[FasterRCNN, CheckpointMeta]:
         fpn_channels=int(meta.extra.get("fpn_channels", 256)),
     )
     return load_into(model, state, source=path, what=f"a Faster R-CNN on {meta.backbone}"), meta
+
+
+@register_builder("detect", "densecnn")
+def build_backbone_detector(request: BuildRequest) -> Any:
+    """Faster R-CNN on a registry backbone, from a densecnn checkpoint (it names backbone and classes)."""
+    from densecnn.tasks.detect.rcnn import TorchvisionDetector, configure_rcnn
+
+    weights, spec = request.weights, request.spec
+    if weights.meta is None or weights.path is None:
+        raise _no_trained_weights(request)
+    model, meta = load_fasterrcnn_checkpoint(weights.path)
+    configure_rcnn(
+        model,
+        conf=float(request.conf if request.conf is not None else 0.05),
+        iou=float(request.iou if request.iou is not None else 0.5),
+        max_det=request.max_det,
+        imgsz=request.imgsz,
+    )
+    assert spec.name == CHECKPOINT_ARCH
+    return TorchvisionDetector(
+        model=model,
+        names=dict(enumerate(meta.class_names)),
+        device=request.device,
+        half=request.half,
+        backbone=meta.backbone,
+    )
+
+
+def _no_trained_weights(request: BuildRequest) -> UsageError:
+    """A backbone-built detector without a densecnn checkpoint: why it cannot run, and what to do."""
+    spec, cfg = request.spec, request.cfg
+    if cfg.backbone is not None and spec.head is not None:
+        spec.head.check(BACKBONES.get(cfg.backbone))
+    backbone = cfg.backbone or "NAME"
+    how = (
+        f"Train one with `densecnn train detect --model {spec.name} --backbone {backbone} --data "
+        "DATA.yaml`, then pass --weights CKPT.safetensors from that run (it names its backbone and "
+        "classes itself; `densecnn models --matrix` lists backbones)."
+    )
+    if cfg.weights is not None:
+        return UsageError(
+            f"--weights {cfg.weights} is not a densecnn checkpoint; {spec.name} loads its weights "
+            "only from one (a .safetensors file written by densecnn).",
+            hint=how,
+        )
+    on = f" on {cfg.backbone}" if cfg.backbone else ""
+    return UsageError(
+        f"{spec.name}{on} has no trained weights yet: densecnn ships no detection weights for models "
+        "built on a registry backbone (ImageNet backbone weights alone do not detect).",
+        hint=how,
+    )

@@ -18,6 +18,7 @@ from densecnn.errors import UsageError
 from densecnn.integrations.ultralytics import full_unpickling, import_ultralytics
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
+from densecnn.tasks.builders import BuildRequest, register_builder
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +149,28 @@ class YoloDetector(Predictor):
             p = pred[:, :6].float().cpu().numpy()
             out.append(Detections(p[:, :4], p[:, 4], p[:, 5].astype(np.int64), self.names))
         return out
+
+
+def yolo_weights(request: BuildRequest) -> Path:
+    """The file a YOLO adapter loads: an Ultralytics ``.pt`` or densecnn's own YOLO ``.safetensors``."""
+    from densecnn.tasks.detect.yolo_state import is_yolo_state
+
+    weights = request.weights
+    assert weights.path is not None
+    if weights.meta is not None and not is_yolo_state(weights.meta):
+        raise UsageError(f"{weights.path}: {request.spec.name} models do not load from densecnn checkpoints.")
+    return weights.path
+
+
+@register_builder("detect", "yolo")
+def build_yolo_detector(request: BuildRequest) -> YoloDetector:
+    return YoloDetector(
+        weights=yolo_weights(request),
+        user_named=request.weights.user_named,
+        device=request.device,
+        half=request.half,
+        conf=float(request.conf if request.conf is not None else 0.25),
+        iou=float(request.iou if request.iou is not None else 0.7),
+        imgsz=request.checkpoint_size(),
+        max_det=request.max_det,
+    )

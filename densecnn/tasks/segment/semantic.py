@@ -16,6 +16,7 @@ logits bilinearly before the argmax). Large images take an exact shortcut that n
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import nn
 from densecnn.checkpoint import CheckpointMeta
 from densecnn.errors import UsageError
 from densecnn.results import Frame, Segmentation
+from densecnn.tasks.builders import BuildRequest, register_builder
 from densecnn.tasks.tensor import TensorPredictor
 from densecnn.zoo.specs import Preprocess
 
@@ -197,3 +199,50 @@ def load_torchvision_checkpoint(path: Path) -> tuple[nn.Module, CheckpointMeta]:
     aux = bool(meta.extra.get("builder_kwargs", {}).get("aux_loss", False))
     model = build_torchvision_segmenter(meta.arch, meta.num_classes, aux_loss=aux)
     return load_into(model, state, source=path, what=f"{meta.arch} with {meta.num_classes} classes"), meta
+
+
+def semantic_only(request: BuildRequest) -> None:
+    """``--conf``/``--iou`` mean nothing to a label-map model: refuse rather than ignore them."""
+    if request.cfg.conf is not None or request.cfg.iou is not None:
+        raise UsageError("--conf and --iou apply to instance models (yolov8n-seg, yolo11n-seg, -seg .pt).")
+
+
+def checkpoint_segmenter(model: nn.Module, meta: CheckpointMeta, request: BuildRequest) -> SemanticSegmenter:
+    """A segmenter from a densecnn checkpoint: its normalisation and classes; the shorter side is
+    ``--imgsz``, else the size it was trained at."""
+    size = request.checkpoint_size()
+    predictor = SemanticSegmenter(
+        model=model,
+        preprocess=Preprocess(resize=size, crop=size, mean=tuple(meta.mean), std=tuple(meta.std)),
+        names=dict(enumerate(meta.class_names)),
+        device=request.device,
+        half=request.half,
+        in_channels=meta.in_channels,
+    )
+    predictor.backbone = meta.backbone  # shown in the run header and summary.json
+    return predictor
+
+
+@register_builder("segment", "torchvision")
+def build_torchvision_segmenter_predictor(request: BuildRequest) -> SemanticSegmenter:
+    """torchvision DeepLabV3 / LR-ASPP: its state dict (official or the user's, classes named by
+    ``--class-names``), or a densecnn checkpoint of one from ``densecnn train segment``."""
+    from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS
+
+    semantic_only(request)
+    weights = request.weights
+    assert weights.path is not None
+    if weights.meta is not None:
+        model, meta = load_torchvision_checkpoint(weights.path)
+        return checkpoint_segmenter(model, meta, request)
+    model, names = load_torchvision_segmenter(
+        request.spec.arch, weights.path, request.class_names or request.spec.classes
+    )
+    if request.class_names and len(request.class_names) != len(names):
+        raise UsageError(f"{weights.path} has {len(names)} classes, not {len(request.class_names)}.")
+    prep = SEGMENTATION_PREPROCESS
+    if request.imgsz is not None:
+        prep = replace(prep, resize=request.imgsz)
+    return SemanticSegmenter(
+        model=model, preprocess=prep, names=names, device=request.device, half=request.half
+    )

@@ -39,10 +39,11 @@ from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
 
 from densecnn.backbones.base import Backbone
-from densecnn.backbones.heads import DEEPLAB_STRIDES, DEEPLABV3_STRIDES, UNET_STRIDES
 from densecnn.backbones.registry import backbone_for
 from densecnn.checkpoint import CheckpointMeta, load_head_checkpoint, load_into, load_state_dict
 from densecnn.errors import UsageError
+from densecnn.tasks.builders import BuildRequest, register_builder
+from densecnn.zoo.heads import DEEPLAB_STRIDES, DEEPLABV3_STRIDES, UNET_STRIDES
 
 PAD_TO = 32
 _UNET_WIDTHS = {16: 256, 8: 128, 4: 64, 2: 32, 1: 16}
@@ -255,3 +256,45 @@ def load_segmentation_state_dict(path: Path, arch: str, backbone: str, num_class
     )
     what = f"{arch} on {backbone} with {num_classes} classes"
     return load_into(model, state, source=path, what=what, hint=hint)
+
+
+@register_builder("segment", "densecnn")
+def build_head_segmenter(request: BuildRequest) -> Any:
+    """U-Net / DeepLabV3(+) on a registry backbone: from a densecnn checkpoint (the embedded
+    person-unet is one), or a plain state dict with ``--backbone`` and the classes given."""
+    from dataclasses import replace
+
+    from densecnn.tasks.loading import needs_weights
+    from densecnn.tasks.segment.semantic import SemanticSegmenter, checkpoint_segmenter, semantic_only
+    from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS
+
+    semantic_only(request)
+    weights, spec, cfg = request.weights, request.spec, request.cfg
+    if weights.meta is not None and weights.path is not None:
+        model, meta = load_segmentation_checkpoint(weights.path)
+        return checkpoint_segmenter(model, meta, request)
+    if weights.path is not None and cfg.backbone is not None and request.class_names:
+        model = load_segmentation_state_dict(weights.path, spec.arch, cfg.backbone, len(request.class_names))
+        size = cfg.imgsz or spec.imgsz
+        predictor = SemanticSegmenter(
+            model=model,
+            preprocess=replace(SEGMENTATION_PREPROCESS, resize=size, crop=size),
+            names=dict(enumerate(request.class_names)),
+            device=request.device,
+            half=request.half,
+        )
+        predictor.backbone = cfg.backbone
+        return predictor
+    if weights.path is not None:
+        raise UsageError(
+            f"{weights.path} is not a densecnn checkpoint, so it does not say what {spec.name} it holds.",
+            hint=f"For a plain state dict pass --backbone NAME and --num-classes N (or --class-names "
+            f"a,b,c): `densecnn segment SRC --model {spec.name} --backbone {cfg.backbone or 'resnet18'} "
+            f"--weights {weights.path} --num-classes N`. A .safetensors checkpoint from `densecnn train "
+            "segment` names all of that itself.",
+        )
+    raise needs_weights(
+        request,
+        fresh="a fresh decoder would give random masks",
+        train=f"densecnn train segment --model {spec.name} --backbone {cfg.backbone}",
+    )

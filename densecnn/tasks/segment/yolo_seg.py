@@ -16,14 +16,17 @@ from typing import Any
 
 import torch
 
+from densecnn.errors import UsageError
 from densecnn.results import Frame, InstanceSegmentation
-from densecnn.tasks.detect.yolo import YoloDetector
+from densecnn.tasks.builders import BuildRequest, register_builder
+from densecnn.tasks.detect.yolo import YoloDetector, yolo_weights
 
 
 class YoloSegmenter(YoloDetector):
     """An Ultralytics segmentation model: ``InstanceSegmentation`` results in input pixels."""
 
     task = "segment"
+    instances = True
     wrong_task_hint = (
         "Pass an Ultralytics segmentation checkpoint (yolov8n-seg.pt, yolo11n-seg.pt, ...); "
         "detectors go with `densecnn detect`."
@@ -53,3 +56,22 @@ class YoloSegmenter(YoloDetector):
                 )
             )
         return out
+
+
+@register_builder("segment", "yolo")
+def build_yolo_segmenter(request: BuildRequest) -> YoloSegmenter:
+    if request.cfg.backbone is not None or request.class_names:
+        raise UsageError(
+            f"{request.spec.name} names its own backbone and classes; leave out --backbone, "
+            "--num-classes and --class-names."
+        )
+    return YoloSegmenter(
+        weights=yolo_weights(request),
+        user_named=request.weights.user_named,
+        device=request.device,
+        half=request.half,
+        conf=float(request.conf if request.conf is not None else 0.25),
+        iou=float(request.iou if request.iou is not None else 0.7),
+        imgsz=request.checkpoint_size(),
+        max_det=request.max_det,
+    )

@@ -1,0 +1,203 @@
+"""One prediction run, as the CLI commands and ``densecnn.predict`` both do it: open the source, get
+the predictor, make the run folder and the task's sinks, stream predictions through the pipeline,
+write summary.json.
+
+:class:`PredictionRun` owns no UI: the CLI adds a progress bar, the header and the table around it.
+Torch loads with the predictor, not with this module.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from densecnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+    from densecnn.pipeline import Progress, RunSummary
+    from densecnn.results import Prediction
+    from densecnn.sinks.base import Sink
+    from densecnn.sinks.display import DisplaySink
+    from densecnn.tasks.base import Predictor
+
+
+@dataclass
+class PredictionRun:
+    """A run ready to go: iterate it for the predictions (lazily), then :meth:`finish`.
+
+    ``run_dir`` is None when nothing is saved (``densecnn.predict`` without ``save``/``out``).
+    ``skipped`` counts inputs an earlier run already finished (``--resume``).
+    """
+
+    task: str
+    source: str
+    live: bool
+    mode: str
+    src: Any
+    predictor: Predictor
+    pcfg: PredictConfig
+    ocfg: OutputConfig
+    lcfg: LiveConfig
+    run_dir: Path | None
+    sinks: list[Sink]
+    display: DisplaySink | None = None
+    skipped: int = 0
+    resuming: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    summary: RunSummary | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        task: str,
+        source: str,
+        pcfg: PredictConfig,
+        ocfg: OutputConfig,
+        lcfg: LiveConfig,
+        save: bool = True,
+        show: bool = False,
+        predictor: Predictor | None = None,
+        class_names: tuple[str, ...] | None = None,
+    ) -> PredictionRun:
+        """Open ``source`` (before the model loads, so a missing source fails fast), get the
+        predictor (``predictor`` as given, else ``densecnn.load``'s), then make the run folder and
+        sinks when ``save``. ``show`` adds the ``--show`` window."""
+        from densecnn import outputs
+        from densecnn.fsutil import next_run_dir
+        from densecnn.sources import open_source
+        from densecnn.sources.stream import is_live, open_live
+        from densecnn.tasks.loading import load_predictor
+
+        live = is_live(source)
+        is_done = outputs.done_check(task, ocfg)
+        if live and is_done is not None:
+            raise UsageError("--resume continues file runs; a live source has nothing to resume.")
+        exclude = [ocfg.project] if save else []
+        src: Any = (
+            open_live(source, lcfg)
+            if live
+            else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude)
+        )
+        if predictor is None:
+            predictor = load_predictor(pcfg, task=task, class_names=class_names)
+        run_dir = None
+        sinks: list[Sink] = []
+        skipped = 0
+        if save:
+            run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok or ocfg.resume)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if is_done is not None:
+                todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
+                skipped, src.inputs = len(src.inputs) - len(todo), todo
+            sinks = outputs.make_sinks(task, run_dir, ocfg, pcfg, predictor)
+        run = cls(
+            task=task,
+            source=source,
+            live=live,
+            mode=lcfg.mode_for(live),
+            src=src,
+            predictor=predictor,
+            pcfg=pcfg,
+            ocfg=ocfg,
+            lcfg=lcfg,
+            run_dir=run_dir,
+            sinks=sinks,
+            skipped=skipped,
+            resuming=is_done is not None,
+        )
+        if show:
+            from densecnn.sinks.display import DisplaySink
+
+            run.display = DisplaySink(on_quit=run.stop.set)  # q / Esc ends the run cleanly
+            run.sinks.append(run.display)
+        if live:  # pay lazy initialisation before the streams open, not on their first frames
+            _warm_up(predictor)
+        return run
+
+    @property
+    def model_label(self) -> str:
+        name = self.predictor.spec.name if self.predictor.spec else type(self.predictor).__name__
+        backbone = self.predictor.backbone
+        return f"{name} ({backbone} backbone)" if backbone else name
+
+    def predictions(self, progress: Progress | None = None) -> Iterator[Prediction]:
+        """Stream the run: predictions in source order, as the model makes them. ``self.summary`` is
+        filled in as it goes; live counts and a window quit are added when the stream ends."""
+        from densecnn import outputs
+        from densecnn.pipeline import RunSummary, stream
+
+        self.summary = RunSummary()
+        draw = outputs.drawer(self.task, self.ocfg)
+        yield from stream(
+            events=self.src.events(self.stop),
+            predictor=self.predictor,
+            sinks=self.sinks,
+            summary=self.summary,
+            batch=self.pcfg.batch,
+            on_error=self.ocfg.on_error,
+            progress=progress,
+            total_frames=self.src.estimated_frames(),
+            stop=self.stop,
+            stream_mode=self.mode,  # type: ignore[arg-type]
+            max_frames=self.lcfg.max_frames,
+            duration=self.lcfg.duration,
+            ui=self.display.pump if self.display is not None else None,
+            **({"draw": draw} if draw is not None else {}),
+        )
+        self._add_live_counts()
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return self.predictions()
+
+    def _add_live_counts(self) -> None:
+        """Reconnects and capture-side drops of live sources; a quit from the window."""
+        assert self.summary is not None
+        if self.live:
+            self.summary.reconnects += self.src.reconnects
+            self.summary.dropped += self.src.dropped
+        if self.display is not None and self.display.quit and self.summary.stopped_by in (None, "caller"):
+            self.summary.stopped_by = "user"
+
+    def summary_record(self) -> dict[str, Any]:
+        """What summary.json holds."""
+        from densecnn import outputs
+
+        assert self.summary is not None
+        spec = self.predictor.spec
+        weights = self.pcfg.weights or (spec.weights.file_name if spec and spec.weights else None)
+        return {
+            "command": self.task,
+            "source": self.source,
+            "model": spec.name if spec else None,
+            "backbone": self.predictor.backbone,
+            "weights": str(weights) if weights else None,
+            "device": str(self.predictor.device),
+            **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
+            **({"skipped_done": self.skipped} if self.resuming else {}),
+            "classes": self.predictor.names,
+            **self.summary.to_dict(),
+            "display": {
+                "requested": self.lcfg.show,
+                "shown_frames": self.display.shown if self.display else 0,
+            },
+        }
+
+    def finish(self) -> None:
+        """Write summary.json (when saving)."""
+        from densecnn.fsutil import atomic_write_json
+
+        if self.run_dir is not None and self.summary is not None:
+            atomic_write_json(self.run_dir / "summary.json", self.summary_record())
+
+
+def _warm_up(predictor: Predictor) -> None:
+    import numpy as np
+
+    from densecnn.results import Frame
+
+    predictor.warmup(Frame(np.full((480, 640, 3), 114, np.uint8), source="warmup", path="warmup"))
