@@ -112,7 +112,7 @@ class Predictions(Iterator["Prediction"]):
 
 
 def predict(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     *,
     model: str | Predictor | None = None,
     weights: str | Path | None = None,
@@ -121,8 +121,9 @@ def predict(
     out: str | Path | None = None,
     **options: Any,
 ) -> Predictions:
-    """Run a model over ``source`` (image, folder, glob, list file, video, webcam index, stream URL)
-    on the CLI's pipeline (decode, batching and encode threads, live-source handling).
+    """Run a model over ``source`` (image, folder, glob, list file, video, webcam index, stream URL, or
+    a list of image and video paths) on the CLI's pipeline (decode, batching and encode threads,
+    live-source handling).
 
     ``model``: a name (as :func:`load`) or a predictor from :func:`load`. With ``save`` or ``out``
     the CLI's outputs are written to ``out/name`` (default ``runs/<task>/predict``, numbered): the
@@ -160,7 +161,7 @@ def predict(
     lcfg = LiveConfig(**{k: v for k, v in options.items() if k in _LIVE_FIELDS})
     run = PredictionRun.open(
         task=task,
-        source=str(source),
+        source=source if isinstance(source, (list, tuple)) else str(source),
         pcfg=pcfg,
         ocfg=ocfg,
         lcfg=lcfg,

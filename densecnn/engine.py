@@ -9,7 +9,7 @@ Torch loads with the predictor, not with this module.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +34,7 @@ class PredictionRun:
     """
 
     task: str
-    source: str
+    source: str  # as given, or "N paths" for a list (what summary.json records)
     live: bool
     mode: str
     src: Any
@@ -55,7 +55,7 @@ class PredictionRun:
         cls,
         *,
         task: str,
-        source: str,
+        source: str | Sequence[str | Path],
         pcfg: PredictConfig,
         ocfg: OutputConfig,
         lcfg: LiveConfig,
@@ -73,13 +73,13 @@ class PredictionRun:
         from densecnn.sources.stream import is_live, open_live
         from densecnn.tasks.loading import load_predictor
 
-        live = is_live(source)
+        live = isinstance(source, str) and is_live(source)
         is_done = outputs.done_check(task, ocfg)
         if live and is_done is not None:
             raise UsageError("--resume continues file runs; a live source has nothing to resume.")
         exclude = [ocfg.project] if save else []
         src: Any = (
-            open_live(source, lcfg)
+            open_live(source, lcfg)  # type: ignore[arg-type]
             if live
             else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude)
         )
@@ -97,7 +97,7 @@ class PredictionRun:
             sinks = outputs.make_sinks(task, run_dir, ocfg, pcfg, predictor)
         run = cls(
             task=task,
-            source=source,
+            source=source if isinstance(source, str) else src.spec,
             live=live,
             mode=lcfg.mode_for(live),
             src=src,

@@ -85,6 +85,14 @@ class BuildRequest:
     max_det: int
     class_names: tuple[str, ...] | None = None
 
+    def weights_file(self) -> Path:
+        """The weight file to load; a UsageError for a model without one (no official file, none named)."""
+        if self.weights.path is None:
+            from densecnn.errors import UsageError
+
+            raise UsageError(f"{self.spec.name} has no official weights; pass --weights FILE.")
+        return self.weights.path
+
     @property
     def imgsz(self) -> int | None:
         return self.cfg.imgsz

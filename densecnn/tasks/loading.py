@@ -144,10 +144,8 @@ def _resolve(
     if spec.family == "densecnn" and spec.head is not None:
         return spec, weights  # its builder explains what a head needs (a densecnn checkpoint)
     _no_backbone(spec, cfg)
-    if weights.kind != "none":
-        return spec, weights
-    if spec.weights is None:
-        raise UsageError(f"{spec.name} has no official weights; pass --weights FILE.")
+    if weights.kind != "none" or spec.weights is None:
+        return spec, weights  # a family without an official file: its builder knows what it needs
     path = store.fetch(spec.weights, model=spec.name)
     return spec, identify(path, "embedded" if spec.weights.embedded else "store")
 

@@ -124,8 +124,7 @@ def build_torchvision_classifier(request: BuildRequest) -> TensorClassifier:
     """A torchvision ImageNet classifier from its state dict (official or the user's)."""
     from densecnn.zoo.classification import preprocess_for
 
-    spec, path = request.spec, request.weights.path
-    assert path is not None
+    spec, path = request.spec, request.weights_file()
     model, names = load_torchvision_classifier(spec.arch, path, spec.classes)
     return TensorClassifier(
         model=model,

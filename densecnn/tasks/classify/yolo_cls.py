@@ -113,9 +113,8 @@ class YoloClassifier(Predictor):
 
 @register_builder("classify", "yolo")
 def build_yolo_classifier(request: BuildRequest) -> YoloClassifier:
-    assert request.weights.path is not None
     return YoloClassifier(
-        weights=request.weights.path,
+        weights=request.weights_file(),
         user_named=request.weights.user_named,
         device=request.device,
         half=request.half,

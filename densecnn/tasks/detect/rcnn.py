@@ -119,10 +119,9 @@ def build_torchvision_detector(request: BuildRequest) -> TorchvisionDetector:
     """A torchvision Faster R-CNN from its state dict (official, the user's, or inside a densecnn
     checkpoint, whose class names win)."""
     weights = request.weights
-    assert weights.path is not None
     return load_torchvision_detector(
         arch=request.spec.arch,
-        weights=weights.path,
+        weights=request.weights_file(),
         class_names=weights.meta.class_names if weights.meta is not None else request.spec.classes,
         device=request.device,
         half=request.half,

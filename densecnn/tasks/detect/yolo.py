@@ -155,11 +155,10 @@ def yolo_weights(request: BuildRequest) -> Path:
     """The file a YOLO adapter loads: an Ultralytics ``.pt`` or densecnn's own YOLO ``.safetensors``."""
     from densecnn.tasks.detect.yolo_state import is_yolo_state
 
-    weights = request.weights
-    assert weights.path is not None
-    if weights.meta is not None and not is_yolo_state(weights.meta):
-        raise UsageError(f"{weights.path}: {request.spec.name} models do not load from densecnn checkpoints.")
-    return weights.path
+    path, meta = request.weights_file(), request.weights.meta
+    if meta is not None and not is_yolo_state(meta):
+        raise UsageError(f"{path}: {request.spec.name} models do not load from densecnn checkpoints.")
+    return path
 
 
 @register_builder("detect", "yolo")

@@ -230,16 +230,15 @@ def build_torchvision_segmenter_predictor(request: BuildRequest) -> SemanticSegm
     from densecnn.zoo.segmentation import SEGMENTATION_PREPROCESS
 
     semantic_only(request)
-    weights = request.weights
-    assert weights.path is not None
-    if weights.meta is not None:
-        model, meta = load_torchvision_checkpoint(weights.path)
+    path, meta0 = request.weights_file(), request.weights.meta
+    if meta0 is not None:
+        model, meta = load_torchvision_checkpoint(path)
         return checkpoint_segmenter(model, meta, request)
     model, names = load_torchvision_segmenter(
-        request.spec.arch, weights.path, request.class_names or request.spec.classes
+        request.spec.arch, path, request.class_names or request.spec.classes
     )
     if request.class_names and len(request.class_names) != len(names):
-        raise UsageError(f"{weights.path} has {len(names)} classes, not {len(request.class_names)}.")
+        raise UsageError(f"{path} has {len(names)} classes, not {len(request.class_names)}.")
     prep = SEGMENTATION_PREPROCESS
     if request.imgsz is not None:
         prep = replace(prep, resize=request.imgsz)
