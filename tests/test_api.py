@@ -315,3 +315,29 @@ def test_predictor_runs_on_frames_directly(yolo_weights: Path) -> None:
     frame = Frame(image=np.full((240, 320, 3), 114, np.uint8), source="grey", path="grey")
     (result,) = model.predict([frame])
     assert isinstance(result, Detections)
+
+
+def test_readme_python_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python API block, verbatim, offline, from a folder holding ``samples/``."""
+    import contextlib
+    import io
+    import re
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    shutil.copytree(Path(__file__).parents[1] / "samples", tmp_path / "samples")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DENSECNN_OFFLINE", "1")
+    monkeypatch.setenv("DENSECNN_WEIGHTS_DIR", str(tmp_path / "_weights"))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code.group(1), "README.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == sorted(p.name for p in Path("samples").glob("*.jpg"))
+    assert any("'person'" in line for line in lines)
+    run_dir, frames, n_masks = lines[-1].split()
+    assert Path(run_dir) == Path("runs/api/predict") and int(frames) == int(n_masks) == 12
+    assert (tmp_path / "runs/api/predict/summary.json").is_file()
+    assert len(list((tmp_path / "runs/api/predict/masks/clip.mp4").glob("*.png"))) == int(frames)

@@ -157,7 +157,7 @@ def _no_backbone(spec: ModelSpec, cfg: PredictConfig) -> None:
     heads = [name for name, head in HEADS.items() if head.task == spec.task]
     raise UsageError(
         f"--backbone goes with a model built on a registry backbone ({', '.join(heads)}); "
-        f"{spec.name} has its own.",
+        f"{spec.name} has its own: leave out --backbone.",
         hint=f"Use --model {' or '.join(heads)} with --backbone; a densecnn checkpoint (--weights) "
         "names its own.",
     )
