@@ -6,9 +6,26 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from densecnn.errors import UsageError
+
+# The choices of --on-error and --stream-mode, defined here only (the CLI's choices come from these)
+OnError = Literal["skip", "fail"]
+StreamMode = Literal["latest", "all"]
+
+
+def check_choice(flag: str, value: object, choices: object) -> None:
+    """Raise a UsageError unless ``value`` is one of the ``Literal`` ``choices``."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise UsageError(f"{flag} must be {' or '.join(map(str, allowed))}, got {value!r}.")
+
+
+def check_run_name(name: str) -> None:
+    """``--name`` of every command that makes a run folder: a plain folder name under ``--out``."""
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"--name must be a plain folder name, got {name!r}.")
 
 
 @dataclass(frozen=True)
@@ -65,13 +82,11 @@ class OutputConfig:
     save_txt: bool = False
     save_conf: bool = False
     save_crops: bool = False
-    on_error: Literal["skip", "fail"] = "skip"
+    on_error: OnError = "skip"
 
     def __post_init__(self) -> None:
-        if self.on_error not in ("skip", "fail"):
-            raise UsageError(f"--on-error must be skip or fail, got {self.on_error!r}.")
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
+        check_choice("--on-error", self.on_error, OnError)
+        check_run_name(self.name)
 
 
 def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int] | None:
@@ -97,9 +112,6 @@ def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int
     return sorted(set(ids))
 
 
-StreamMode = Literal["latest", "all"]
-
-
 @dataclass(frozen=True)
 class LiveConfig:
     """How frames are taken from sources and when a run stops.
@@ -121,8 +133,8 @@ class LiveConfig:
     require_display: bool = False
 
     def __post_init__(self) -> None:
-        if self.stream_mode not in (None, "latest", "all"):
-            raise UsageError(f"--stream-mode must be latest or all, got {self.stream_mode!r}.")
+        if self.stream_mode is not None:
+            check_choice("--stream-mode", self.stream_mode, StreamMode)
         if self.reconnect < 0:
             raise UsageError(f"--reconnect must be 0 or more attempts, got {self.reconnect}.")
         if not 0.1 <= self.stall_timeout <= 3600:

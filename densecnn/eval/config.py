@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from densecnn.config import check_run_name
 from densecnn.errors import UsageError
 
 
@@ -40,6 +41,7 @@ class EvalConfig:
     mask_mode: Literal["labels", "instances-to-foreground"] | None = None  # None: the checkpoint's
 
     def __post_init__(self) -> None:
+        check_run_name(self.name)
         if not self.weights.is_file():
             raise UsageError(f"--weights {self.weights}: no such file.")
         if not self.data.exists():

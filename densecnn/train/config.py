@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from densecnn.config import check_run_name
 from densecnn.errors import UsageError
 
 Task = Literal["detect", "segment", "classify"]
@@ -79,8 +80,7 @@ class TrainConfig:
             )
         if self.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"--optimizer must be adamw or sgd, got {self.optimizer!r}.")
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
+        check_run_name(self.name)
         if self.resume is None and not self.data.exists():
             raise UsageError(
                 f"--data {self.data}: no such file or folder.",
