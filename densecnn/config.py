@@ -10,9 +10,10 @@ from typing import Literal, get_args
 
 from densecnn.errors import UsageError
 
-# The choices of --on-error and --stream-mode, defined here only (the CLI's choices come from these)
+# The choices of --on-error, --stream-mode and --mask-mode, defined here only (the CLI's come from these)
 OnError = Literal["skip", "fail"]
 StreamMode = Literal["latest", "all"]
+MaskMode = Literal["labels", "instances-to-foreground"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:

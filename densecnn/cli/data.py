@@ -37,7 +37,7 @@ def check(
     with user_errors(verbose=verbose):
         report = run_check(
             path,
-            mask_mode=mask_mode,
+            mask_mode=str(mask_mode),
             num_classes=num_classes,
             class_names=opt.split_names(class_names),
             ignore_index=ignore_index,

@@ -99,7 +99,7 @@ def eval_command(
             name=name,
             exist_ok=exist_ok,
             plots=plots,
-            mask_mode=mask_mode or trained.get("mask_mode"),  # type: ignore[arg-type]
+            mask_mode=str(mask_mode) if mask_mode else trained.get("mask_mode"),  # type: ignore[arg-type]
         )
         outcome = importlib.import_module(f"densecnn.eval.{task}").evaluate(cfg)
         write_metrics(outcome, cfg)

@@ -58,6 +58,7 @@ def _choices(name: str, literal: Any) -> type[StrEnum]:
 
 OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
 StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
+MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
 
 
 # ---- Sources -------------------------------------------------------------------------------------
@@ -268,8 +269,11 @@ _MASK_MODE = option(
     help="labels: pixel = class id (255 ignored); instances-to-foreground: 0 background, "
     "any instance id → class 1 (Penn-Fudan style masks).",
 )
-MaskMode = Annotated[str, _MASK_MODE]
-EvalMaskMode = Annotated[str | None, noted(_MASK_MODE, "Default: the checkpoint's.")]
+MaskMode = Annotated[MaskModeChoice, _MASK_MODE]  # type: ignore[valid-type]
+EvalMaskMode = Annotated[
+    MaskModeChoice | None,  # type: ignore[valid-type]
+    noted(_MASK_MODE, "Default: the checkpoint's."),
+]
 IgnoreIndex = Annotated[int, option("--ignore-index", help="Mask value that is not scored.")]
 
 _TRAINED_WITH = "Default: the one the checkpoint was trained with."

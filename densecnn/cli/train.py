@@ -126,7 +126,7 @@ def train_command(
             val_fraction=val_fraction,
             num_classes=num_classes,
             class_names=opt.split_names(class_names),
-            mask_mode=mask_mode,  # type: ignore[arg-type]  # checked in TrainConfig
+            mask_mode=str(mask_mode),  # type: ignore[arg-type]  # a choice of the CLI
             augment=augment,
             cache=cache,
             project=opt.out_dir(ctx, out, project),
