@@ -32,7 +32,9 @@ def _register() -> None:
         "detect", no_args_is_help=True, short_help="Detect objects in images, videos and live streams."
     )(detect.detect)
     app.command(
-        "segment", no_args_is_help=True, short_help="Segment images and videos: label maps or instance masks."
+        "segment",
+        no_args_is_help=True,
+        short_help="Segment images, videos and live streams: label maps or instance masks.",
     )(segment.segment)
     app.command(
         "classify", no_args_is_help=True, short_help="Classify images, video frames and live streams."
