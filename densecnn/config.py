@@ -6,9 +6,27 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from densecnn.errors import UsageError
+
+# The choices of --on-error, --stream-mode and --mask-mode, defined here only (the CLI's come from these)
+OnError = Literal["skip", "fail"]
+StreamMode = Literal["latest", "all"]
+MaskMode = Literal["labels", "instances-to-foreground"]
+
+
+def check_choice(flag: str, value: object, choices: object) -> None:
+    """Raise a UsageError unless ``value`` is one of the ``Literal`` ``choices``."""
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise UsageError(f"{flag} must be {' or '.join(map(str, allowed))}, got {value!r}.")
+
+
+def check_run_name(name: str) -> None:
+    """``--name`` of every command that makes a run folder: a plain folder name under ``--out``."""
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"--name must be a plain folder name, got {name!r}.")
 
 
 @dataclass(frozen=True)
@@ -70,17 +88,15 @@ class OutputConfig:
     save_masks: bool = True
     alpha: float = 0.5
     resume: bool = False
-    on_error: Literal["skip", "fail"] = "skip"
+    on_error: OnError = "skip"
 
     def __post_init__(self) -> None:
-        if self.on_error not in ("skip", "fail"):
-            raise UsageError(f"--on-error must be skip or fail, got {self.on_error!r}.")
+        check_choice("--on-error", self.on_error, OnError)
+        check_run_name(self.name)
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}.")
         if self.resume and not self.save_masks:
             raise UsageError("--resume finds finished images by their masks; it needs --save-masks.")
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
 
 
 def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int] | None:
@@ -119,9 +135,6 @@ def resolve_class_names(num_classes: int | None, class_names: Sequence[str] | No
     return tuple(f"class{i}" for i in range(num_classes))
 
 
-StreamMode = Literal["latest", "all"]
-
-
 @dataclass(frozen=True)
 class LiveConfig:
     """How frames are taken from sources and when a run stops.
@@ -143,8 +156,8 @@ class LiveConfig:
     require_display: bool = False
 
     def __post_init__(self) -> None:
-        if self.stream_mode not in (None, "latest", "all"):
-            raise UsageError(f"--stream-mode must be latest or all, got {self.stream_mode!r}.")
+        if self.stream_mode is not None:
+            check_choice("--stream-mode", self.stream_mode, StreamMode)
         if self.reconnect < 0:
             raise UsageError(f"--reconnect must be 0 or more attempts, got {self.reconnect}.")
         if not 0.1 <= self.stall_timeout <= 3600:

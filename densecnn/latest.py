@@ -6,13 +6,11 @@ import collections
 import queue
 import threading
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from densecnn.results import Frame
-
-StreamMode = Literal["latest", "all"]
 
 
 class LatestQueue:

@@ -24,17 +24,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from densecnn.config import OnError, StreamMode
 from densecnn.draw import draw_result
-from densecnn.latest import LatestQueue, RunLimits, StreamMode, latency_stats
+from densecnn.latest import LatestQueue, RunLimits, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
 from densecnn.sinks.errors import failure_record
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
 from densecnn.tasks.base import Predictor, StageTimer
 
-OnError = Literal["skip", "fail"]
 STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
 
 

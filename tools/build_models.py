@@ -77,7 +77,7 @@ def train_segment() -> Path:
     args += ["--imgsz", str(cfg["imgsz"]), "--epochs", str(cfg["epochs"]), "--batch", str(cfg["batch"])]
     args += ["--lr", str(cfg["lr"]), "--val-fraction", "0.1", "--patience", "0", "--seed", str(SEED)]
     args += ["--deterministic", "--device", "cpu", "--workers", "1"]
-    args += ["--project", str(BUILD / "runs"), "--name", "person-unet", "--exist-ok"]
+    args += ["--out", str(BUILD / "runs"), "--name", "person-unet", "--exist-ok"]
     start = time.monotonic()
     _densecnn(args)
     print(f"segment: trained in {(time.monotonic() - start) / 60:.1f} min -> {_unet_run_best()}")
@@ -162,7 +162,7 @@ def _densecnn_eval(task: str, weights: Path, data: Path, split: str) -> dict:
     """`densecnn eval TASK` on the held-out data (prints its table); its metrics.json."""
     out = BUILD / "runs" / "eval"
     args = ["eval", task, "--weights", str(weights), "--data", str(data), "--split", split]
-    _densecnn([*args, "--project", str(out), "--name", task, "--exist-ok"])
+    _densecnn([*args, "--out", str(out), "--name", task, "--exist-ok"])
     return _flat(json.loads((out / task / "metrics.json").read_text()))
 
 

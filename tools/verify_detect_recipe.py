@@ -51,7 +51,7 @@ def direct(epochs: int) -> Path:
 
 def recipe(epochs: int) -> Path:
     args = build_models.detect_args(epochs, name="recipe")
-    args[args.index("--project") + 1] = str(OUT)
+    args[args.index("--out") + 1] = str(OUT)
     build_models._densecnn(args)
     return OUT / "recipe" / "results.csv"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import typer
+from densecnn.cli import options as opt
+from densecnn.cli.common import App
 
-from densecnn import __version__
-
-app = typer.Typer(
+app = App(
     name="densecnn",
     help="Dense prediction from the command line: detect, segment and classify images, folders, "
     "videos and streams.",
@@ -17,18 +16,8 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"densecnn {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version."
-    ),
-) -> None:
+def _root(version: opt.Version = False) -> None:
     """densecnn: detection, segmentation and classification over images, folders, videos and streams."""
 
 
@@ -38,9 +27,18 @@ def _register() -> None:
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
 
-    app.command("detect", no_args_is_help=True)(detect.detect)
-    app.command("segment", no_args_is_help=True)(segment.segment)
-    app.command("classify", no_args_is_help=True)(classify.classify)
+    # short_help: the one line `densecnn --help` shows (the docstrings' first paragraphs run longer)
+    app.command(
+        "detect", no_args_is_help=True, short_help="Detect objects in images, videos and live streams."
+    )(detect.detect)
+    app.command(
+        "segment",
+        no_args_is_help=True,
+        short_help="Segment images, videos and live streams: label maps or instance masks.",
+    )(segment.segment)
+    app.command(
+        "classify", no_args_is_help=True, short_help="Classify images, video frames and live streams."
+    )(classify.classify)
     app.command("models")(models.models)
     app.add_typer(weights.app, name="weights")
     app.add_typer(train_cli.app, name="train")

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
+from densecnn.config import OutputConfig, PredictConfig
 
 
-@opt.shared_options
+@opt.shared_options("classify")
 def classify(
-    source: str = opt.Source,
-    model: str | None = opt.Model,
-    weights: Path | None = opt.Weights,
-    backbone: str | None = typer.Option(
-        None, "--backbone", "-b", help="Registry backbone for --model classifier (checkpoints name theirs)."
-    ),
-    topk: int = opt.TopK,
-    imgsz: int | None = typer.Option(
-        None, "--imgsz", help="Centre-crop size in pixels (default: the model's, 224 for the zoo models)."
-    ),
-    save: bool = opt.Save,
+    source: opt.Source,
+    model: opt.Model = PredictConfig.model,
+    weights: opt.Weights = PredictConfig.weights,
+    backbone: opt.Backbone = PredictConfig.backbone,
+    topk: opt.TopK = PredictConfig.topk,
+    imgsz: opt.ClassifyImgsz = PredictConfig.imgsz,
+    save: opt.Save = OutputConfig.save,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -35,14 +30,13 @@ def classify(
     1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import PredictConfig
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
         pcfg = PredictConfig(
             model=model, weights=weights, backbone=backbone, imgsz=imgsz, topk=topk, **shared.predict_kwargs()
         )
-        ocfg = shared.output_config("classify", save=save)
+        ocfg = shared.output_config(save=save)
         code = run_prediction(
             task="classify",
             source=source,

@@ -6,38 +6,40 @@ from pathlib import Path
 
 import typer
 
-from densecnn.cli.common import console, user_errors
+from densecnn.cli import options as opt
+from densecnn.cli.common import App, console, user_errors
+from densecnn.train.config import TrainConfig
 
-app = typer.Typer(help="Inspect datasets in the formats `densecnn train` reads.", no_args_is_help=True)
+app = App(help="Inspect datasets in the formats `densecnn train` reads.", no_args_is_help=True)
 
 _PATH = typer.Argument(..., help="data.yaml, COCO .json, masks folder or ImageFolder root.")
 MAX_SHOWN = 50
 
 
-@app.command("check", no_args_is_help=True)
+@app.command("check", no_args_is_help=True, short_help="List every problem of a dataset, with file and line.")
 def check(
     path: Path = _PATH,
-    num_classes: int | None = typer.Option(None, "--num-classes", help="Class count (masks folders)."),
-    class_names: str | None = typer.Option(None, "--class-names", help="Class names a,b,c (masks folders)."),
-    mask_mode: str = typer.Option(
-        "labels", "--mask-mode", help="labels or instances-to-foreground (masks folders)."
-    ),
-    ignore_index: int = typer.Option(255, "--ignore-index", help="Mask value that is not scored."),
-    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Held-out share (seeded split)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks."),
+    num_classes: opt.DataNumClasses = TrainConfig.num_classes,
+    class_names: opt.DataClassNames = None,
+    mask_mode: opt.MaskMode = TrainConfig.mask_mode,
+    ignore_index: opt.IgnoreIndex = TrainConfig.ignore_index,
+    val_fraction: opt.ValFraction = TrainConfig.val_fraction,
+    seed: opt.Seed = TrainConfig.seed,
+    verbose: opt.Verbose = False,
 ) -> None:
-    """Check a dataset: its format, classes, split, and every problem with file (and line) and what is
-    wrong. Exit code: 0 no problems, 1 problems found, 2 not a dataset densecnn knows."""
+    """Check a dataset: its format, classes, split, and every problem with file (and line) and what
+    is wrong (options default to `densecnn train`'s). Exit code: 0 no problems, 1 problems found,
+    2 not a dataset densecnn knows."""
+    from densecnn.cli.run import configure_logging
     from densecnn.data.check import check as run_check
 
+    configure_logging(verbose)
     with user_errors(verbose=verbose):
-        names = tuple(n.strip() for n in class_names.split(",") if n.strip()) if class_names else ()
         report = run_check(
             path,
-            mask_mode=mask_mode,
+            mask_mode=str(mask_mode),
             num_classes=num_classes,
-            class_names=names,
+            class_names=opt.split_names(class_names),
             ignore_index=ignore_index,
             val_fraction=val_fraction,
             seed=seed,

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
+from densecnn.config import OutputConfig, PredictConfig
 
 
-@opt.shared_options
+@opt.shared_options("detect")
 def detect(
-    source: str = opt.Source,
-    model: str | None = opt.Model,
-    weights: Path | None = opt.Weights,
-    backbone: str | None = opt.Backbone,
-    conf: float | None = opt.Conf,
-    iou: float | None = opt.Iou,
-    classes: list[str] | None = opt.Classes,
-    imgsz: int | None = opt.Imgsz,
-    max_det: int | None = opt.MaxDet,
-    save: bool = opt.Save,
-    save_txt: bool = opt.SaveTxt,
-    save_conf: bool = opt.SaveConf,
-    save_crops: bool = opt.SaveCrops,
+    source: opt.Source,
+    model: opt.Model = PredictConfig.model,
+    weights: opt.Weights = PredictConfig.weights,
+    backbone: opt.Backbone = PredictConfig.backbone,
+    conf: opt.Conf = PredictConfig.conf,
+    iou: opt.Iou = PredictConfig.iou,
+    classes: opt.Classes = None,
+    imgsz: opt.Imgsz = PredictConfig.imgsz,
+    max_det: opt.MaxDet = PredictConfig.max_det,
+    save: opt.Save = OutputConfig.save,
+    save_txt: opt.SaveTxt = OutputConfig.save_txt,
+    save_conf: opt.SaveConf = OutputConfig.save_conf,
+    save_crops: opt.SaveCrops = OutputConfig.save_crops,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -37,7 +36,6 @@ def detect(
     failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import PredictConfig
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
@@ -52,9 +50,7 @@ def detect(
             max_det=max_det,
             **shared.predict_kwargs(),
         )
-        ocfg = shared.output_config(
-            "detect", save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops
-        )
+        ocfg = shared.output_config(save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops)
         code = run_prediction(
             task="detect", source=source, pcfg=pcfg, ocfg=ocfg, lcfg=shared.live_config(), quiet=shared.quiet
         )

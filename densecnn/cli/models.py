@@ -6,7 +6,7 @@ import json as _json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import typer
 from rich.console import Console
@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from densecnn.cli import options as opt
 from densecnn.cli.common import console, err_console, user_errors
 from densecnn.errors import UsageError
 from densecnn.zoo import MODELS, ModelSpec
@@ -104,21 +105,7 @@ def _record(spec: ModelSpec, store: WeightStore) -> dict[str, Any]:
     }
 
 
-def models(
-    task: Annotated[
-        str | None,
-        typer.Option("--task", "-t", help="Only models for this task (detect, segment, classify)."),
-    ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    matrix: Annotated[
-        bool,
-        typer.Option(
-            "--matrix",
-            help="Heads x backbones instead: parameters and GFLOPs of every head on every backbone "
-            "(measured once, then cached), and whether each backbone's ImageNet weights are cached.",
-        ),
-    ] = False,
-) -> None:
+def models(task: opt.Task = None, json: opt.Json = False, matrix: opt.Matrix = False) -> None:
     """List registered models: task, family, classes, default thresholds and whether weights are cached."""
     if matrix:
         from densecnn.cli.matrix import show_matrix

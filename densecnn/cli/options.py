@@ -1,169 +1,429 @@
-"""Options shared by the prediction commands, declared once.
+"""Every option of the densecnn CLI, declared once: the table every command takes its options from.
 
-Single options are ``typer.Option`` objects the commands name in their signatures. The options every
-prediction command takes (device, output folder, live sources...) form one group, ``Shared``: a
-command decorated with ``@shared_options`` receives them as one ``shared: Shared`` argument, so no
-command repeats them.
+An option is an ``Annotated`` alias: flag names, help text and type (``Device = Annotated[str,
+option("--device", help=...)]``). A command names the alias in its signature and takes the default
+from the config dataclass that holds the value (``device: opt.Device = TrainConfig.device``), so a
+default is written once too. The same concept has the same flag and the same help in every command;
+where it truly means a little more in one of them (``--imgsz`` is the crop size of a classifier),
+that command's alias is ``noted``: the shared help plus one sentence, declared here with the rest.
+``option`` refuses a flag declared twice; tests/test_cli_options.py checks every command's options.
+
+The options every prediction command takes (device, output folder, live sources...) form one group,
+``Shared``: a command decorated with ``@shared_options(task)`` receives them as one
+``shared: Shared`` argument, so no command repeats them.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
-if TYPE_CHECKING:
-    from densecnn.config import LiveConfig, OutputConfig
+from densecnn import config as _cfg
+from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+from densecnn.errors import UsageError
 
-Source = typer.Argument(
-    ...,
-    help="Image, video, folder (recursive), glob ('imgs/*.jpg', quoted) or .txt list of paths; or live: "
-    "a webcam index (0), an rtsp://, rtmp:// or http(s):// stream (MJPEG, HLS, MPEG-TS), or a .streams "
-    "file listing several.",
-)
+HELP: dict[str, str] = {}
+"""The help text of every option, by its long flag (a ``noted`` alias adds one sentence to it)."""
 
-# Model
-Model = typer.Option(
-    None, "--model", "-m", help="Model name from `densecnn models` (default: the task's default)."
-)
-Weights = typer.Option(
-    None,
+
+def option(*decls: str, help: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` for an ``Annotated`` alias; its help is recorded under its long flag, once."""
+    flag = decls[0].split("/")[0]
+    if flag in HELP:
+        raise RuntimeError(f"{flag} is declared twice: use its alias in densecnn.cli.options.")
+    HELP[flag] = help
+    return typer.Option(*decls, help=help, **kwargs)
+
+
+def noted(info: Any, note: str) -> Any:
+    """``info`` with ``note`` after its help: for the command where the option means a little more."""
+    variant = copy.copy(info)
+    variant.help = f"{info.help} {note}"
+    return variant
+
+
+def _choices(name: str, literal: Any) -> type[StrEnum]:
+    """The CLI choice of a config ``Literal`` (its values stay defined in densecnn.config only)."""
+    return StrEnum(name, [(v, v) for v in get_args(literal)])  # type: ignore[return-value]
+
+
+OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
+StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
+MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
+
+
+# ---- Sources -------------------------------------------------------------------------------------
+
+Source = Annotated[
+    str,
+    typer.Argument(
+        help="Image, video, folder (recursive), glob ('imgs/*.jpg', quoted) or .txt list of paths; or "
+        "live: a webcam index (0), an rtsp://, rtmp:// or http(s):// stream (MJPEG, HLS, MPEG-TS), or "
+        "a .streams file listing several.",
+        show_default=False,
+    ),
+]
+
+# ---- Model ---------------------------------------------------------------------------------------
+
+Model = Annotated[
+    str | None,
+    option(
+        "--model",
+        "-m",
+        help="Model name from `densecnn models` (default: the task's default; a densecnn checkpoint "
+        "names its own).",
+    ),
+]
+
+_WEIGHTS = option(
     "--weights",
     "-w",
-    help="Local checkpoint: an Ultralytics .pt, a torchvision state dict for --model, or a densecnn "
+    help="Weight file: an Ultralytics .pt, a torchvision state dict for --model, or a densecnn "
     ".safetensors checkpoint (names its own model, backbone and classes).",
 )
-Backbone = typer.Option(
-    None,
+Weights = Annotated[Path | None, _WEIGHTS]
+SegmentWeights = Annotated[
+    Path | None,
+    noted(
+        _WEIGHTS,
+        "A -seg .pt gives instance masks; a U-Net / DeepLabV3+ state dict needs --backbone and "
+        "--num-classes or --class-names.",
+    ),
+]
+StartWeights = Annotated[
+    Path | None, noted(_WEIGHTS, "Training starts from it (a new class count re-initialises the head).")
+]
+EvalWeights = Annotated[Path, noted(_WEIGHTS, "The checkpoint to evaluate.")]
+
+_BACKBONE = option(
     "--backbone",
     "-b",
-    help="Backbone of a model built on one (--model fasterrcnn); `densecnn models --matrix` lists "
-    "them. A densecnn checkpoint names its own.",
+    help="Registry backbone of fasterrcnn, unet, deeplabv3plus or classifier (`densecnn models "
+    "--matrix` lists them); a densecnn checkpoint names its own.",
 )
-Conf = typer.Option(
-    None, "--conf", help="Confidence threshold (default: the model's, 0.25 YOLO, 0.05 R-CNN)."
+Backbone = Annotated[str | None, _BACKBONE]
+TrainBackbone = Annotated[str | None, noted(_BACKBONE, "Default: resnet18.")]
+
+# ---- Inference -----------------------------------------------------------------------------------
+
+_CONF = option("--conf", help="Confidence threshold (default: the model's, 0.25 YOLO, 0.05 R-CNN).")
+Conf = Annotated[float | None, _CONF]
+InstanceConf = Annotated[float | None, noted(_CONF, "Instance models only.")]
+EvalConf = Annotated[
+    float, noted(_CONF, "eval detect only, where it defaults to 0.001: mAP needs the low-scoring detections.")
+]
+_IOU = option("--iou", help="NMS IoU threshold (default: the model's, 0.7 YOLO, 0.5 R-CNN).")
+Iou = Annotated[float | None, _IOU]
+InstanceIou = Annotated[float | None, noted(_IOU, "Instance models only.")]
+EvalIou = Annotated[float, noted(_IOU, "eval detect only, where it defaults to 0.7.")]
+
+_IMGSZ = option("--imgsz", help="Input size in pixels (default: the model's or the checkpoint's).")
+Imgsz = Annotated[int | None, _IMGSZ]
+SegmentImgsz = Annotated[
+    int | None,
+    noted(_IMGSZ, "Semantic models: the shorter image side; instance (YOLO) models: the letterbox side."),
+]
+ClassifyImgsz = Annotated[int | None, noted(_IMGSZ, "Here: the centre-crop side.")]
+
+Classes = Annotated[
+    list[str] | None,
+    option(
+        "--classes",
+        help="Keep only these classes: names or ids, comma-separated or repeated (person,car or 0).",
+    ),
+]
+Device = Annotated[str, option("--device", help="auto, cpu, cuda or cuda:N.")]
+Half = Annotated[bool, option("--half", help="fp16 inference (CUDA only; ignored on CPU).")]
+Batch = Annotated[int, option("--batch", help="Images or video frames per batch.")]
+MaxDet = Annotated[
+    int | None,
+    option("--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."),
+]
+VidStride = Annotated[int, option("--vid-stride", help="Use every N-th video frame.")]
+TopK = Annotated[int, option("--topk", help="Classes kept per image or frame, best first.")]
+Alpha = Annotated[float, option("--alpha", help="Overlay opacity of the class colours, 0 to 1.")]
+
+# ---- Output --------------------------------------------------------------------------------------
+
+Out = Annotated[Path, option("--out", help="Parent folder of run folders.")]
+Project = Annotated[Path | None, option("--project", help="Old name of --out.", hidden=True)]
+Name = Annotated[
+    str,
+    option(
+        "--name",
+        help="Run folder name under --out; numbered (name2, name3...) when it exists, unless --exist-ok.",
+    ),
+]
+ExistOk = Annotated[
+    bool, option("--exist-ok", help="Reuse an existing run folder instead of numbering a new one.")
+]
+Save = Annotated[bool, option("--save/--no-save", help="Write annotated images and videos.")]
+SaveTxt = Annotated[bool, option("--save-txt", help="Write YOLO txt labels under labels/.")]
+SaveConf = Annotated[bool, option("--save-conf", help="Add the score to each --save-txt line.")]
+SaveCrops = Annotated[
+    bool, option("--save-crops", help="Write a crop of each detection under crops/<class>/.")
+]
+SaveMasks = Annotated[
+    bool,
+    option(
+        "--save-masks/--no-save-masks",
+        help="Write label maps (uint8 PNG, value = class id) under masks/.",
+    ),
+]
+SaveOverlay = Annotated[
+    bool,
+    option("--save-overlay/--no-save-overlay", help="Write colour overlays of images and H.264 videos."),
+]
+_RESUME = option("--resume", help="Continue an interrupted run.")
+ResumeSegment = Annotated[
+    bool,
+    noted(
+        _RESUME,
+        "The run folder --name (default predict) is reused: images whose mask is there and videos "
+        "marked complete are skipped; the rest is redone (their old predictions.jsonl rows are dropped "
+        "first, so none appears twice).",
+    ),
+]
+ResumeTrain = Annotated[Path | None, noted(_RESUME, "Give its folder or its weights/last.safetensors.")]
+OnError = Annotated[
+    OnErrorChoice,  # type: ignore[valid-type]
+    option(
+        "--on-error",
+        help="skip: record a bad input in errors.jsonl and go on; fail: stop at the first.",
+    ),
+]
+Quiet = Annotated[
+    bool,
+    option("--quiet", "-q", help="No progress bar or table: only errors and the run folder."),
+]
+Verbose = Annotated[bool, option("--verbose", "-v", help="Show tracebacks and library logs.")]
+Json = Annotated[bool, option("--json", help="Print JSON instead of a table.")]
+
+# ---- Live sources and run limits -----------------------------------------------------------------
+
+StreamMode = Annotated[
+    StreamModeChoice | None,  # type: ignore[valid-type]
+    option(
+        "--stream-mode",
+        help="latest: infer on the newest frame, drop the rest (default for live sources); all: every "
+        "frame, the source waits for the model (default for files).",
+    ),
+]
+Reconnect = Annotated[
+    int,
+    option("--reconnect", help="Attempts in a row to reopen a lost stream (backoff 0.5 s to 10 s)."),
+]
+StallTimeout = Annotated[
+    float,
+    option(
+        "--stall-timeout",
+        help="Seconds without data after which a stream counts as lost (reconnect).",
+    ),
+]
+MaxFrames = Annotated[
+    int, option("--max-frames", help="Stop after this many processed frames (0: no limit).")
+]
+Duration = Annotated[float, option("--duration", help="Stop after this many seconds (0: no limit).")]
+Show = Annotated[
+    bool, option("--show", help="Show results in a window (q or Esc quits); headless: a notice.")
+]
+RequireDisplay = Annotated[
+    bool,
+    option("--require-display", help="With --show: fail (exit 2) instead of going on when no display."),
+]
+
+# ---- Datasets (train, eval, data check) ----------------------------------------------------------
+
+_DATA = option(
+    "--data", "-d", help="Dataset, in a format named above (`densecnn data check` lists its problems)."
 )
-Iou = typer.Option(None, "--iou", help="NMS IoU threshold (default: the model's, 0.7 YOLO, 0.5 R-CNN).")
-Classes = typer.Option(
-    None,
-    "--classes",
-    help="Keep only these classes: names or ids, comma-separated or repeated (person,car or 0).",
+Data = Annotated[Path, _DATA]
+DataOrResume = Annotated[Path | None, _DATA]
+
+_PLAIN_STATE_DICT = "For a plain state dict's head."
+_MASKS_FOLDER = "For masks folders."
+_NUM_CLASSES = option(
+    "--num-classes", help="Number of classes, named class0, class1... unless --class-names names them."
 )
-Imgsz = typer.Option(None, "--imgsz", help="Inference size in pixels (default: the model's, 640 YOLO).")
-Device = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")
-Half = typer.Option(False, "--half", help="fp16 inference (CUDA only; ignored on CPU).")
-Batch = typer.Option(1, "--batch", help="Frames per forward pass.")
-MaxDet = typer.Option(
-    None, "--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."
+NumClasses = Annotated[int | None, noted(_NUM_CLASSES, _PLAIN_STATE_DICT)]
+DataNumClasses = Annotated[int | None, noted(_NUM_CLASSES, _MASKS_FOLDER)]
+_CLASS_NAMES = option(
+    "--class-names",
+    help="Class names in class-id order: comma-separated or repeated (a,b,c).",
 )
-VidStride = typer.Option(1, "--vid-stride", help="Use every N-th video frame.")
-TopK = typer.Option(5, "--topk", help="Classes kept per image or frame, best first.")
+ClassNames = Annotated[list[str] | None, noted(_CLASS_NAMES, _PLAIN_STATE_DICT)]
+DataClassNames = Annotated[list[str] | None, noted(_CLASS_NAMES, _MASKS_FOLDER)]
 
-# Output
-Out = typer.Option(None, "--out", help="Parent folder of run folders (default: runs/<task>).")
-Name = typer.Option("predict", "--name", help="Run folder name; predict2, predict3... when it exists.")
-ExistOk = typer.Option(
-    False, "--exist-ok", help="Reuse an existing run folder instead of numbering a new one."
+_MASK_MODE = option(
+    "--mask-mode",
+    help="labels: pixel = class id (255 ignored); instances-to-foreground: 0 background, "
+    "any instance id → class 1 (Penn-Fudan style masks).",
 )
-Save = typer.Option(True, "--save/--no-save", help="Write annotated images and videos.")
-SaveTxt = typer.Option(False, "--save-txt", help="Write YOLO txt labels under labels/.")
-SaveConf = typer.Option(False, "--save-conf", help="Add the score to each --save-txt line.")
-SaveCrops = typer.Option(False, "--save-crops", help="Write a crop of each detection under crops/<class>/.")
+MaskMode = Annotated[MaskModeChoice, _MASK_MODE]  # type: ignore[valid-type]
+EvalMaskMode = Annotated[
+    MaskModeChoice | None,  # type: ignore[valid-type]
+    noted(_MASK_MODE, "Default: the checkpoint's."),
+]
+IgnoreIndex = Annotated[int, option("--ignore-index", help="Mask value that is not scored.")]
 
-
-class ErrorPolicy(StrEnum):
-    skip = "skip"
-    fail = "fail"
-
-
-OnError = typer.Option(
-    ErrorPolicy.skip,
-    "--on-error",
-    help="skip: record a bad input in errors.jsonl and go on; fail: stop at the first.",
+_TRAINED_WITH = "Default: the one the checkpoint was trained with."
+_VAL_FRACTION = option(
+    "--val-fraction", help="Held-out share of a dataset without a val split (a split seeded by --seed)."
 )
-Quiet = typer.Option(False, "--quiet", "-q", help="No progress bar or table: only errors and the run folder.")
-Verbose = typer.Option(False, "--verbose", "-v", help="Show tracebacks and library logs.")
+ValFraction = Annotated[float, _VAL_FRACTION]
+EvalValFraction = Annotated[float | None, noted(_VAL_FRACTION, _TRAINED_WITH)]
+_SEED = option("--seed", help="Seed of the held-out split.")
+Seed = Annotated[int, _SEED]
+TrainSeed = Annotated[int, noted(_SEED, "Also of the initialisation and the augmentation.")]
+EvalSeed = Annotated[int | None, noted(_SEED, _TRAINED_WITH)]
+
+# ---- Training ------------------------------------------------------------------------------------
+
+Pretrained = Annotated[
+    bool,
+    option(
+        "--pretrained/--no-pretrained",
+        help="Backbone ImageNet weights (torchvision segmenters: their VOC weights) when the weight "
+        "store has them.",
+    ),
+]
+Epochs = Annotated[int, option("--epochs", help="Epochs (with --resume: the new total).")]
+Optimizer = Annotated[str, option("--optimizer", help="adamw or sgd (momentum 0.9, Nesterov).")]
+Lr = Annotated[float | None, option("--lr", help="Peak learning rate (default: the task's; SGD 10x).")]
+WeightDecay = Annotated[float, option("--weight-decay", help="Weight decay (not on biases and norms).")]
+WarmupEpochs = Annotated[float, option("--warmup-epochs", help="Linear warmup before the cosine decay.")]
+ClipGrad = Annotated[float | None, option("--clip-grad", help="Max gradient norm (0: off).")]
+Patience = Annotated[int, option("--patience", help="Stop after N epochs without a better fitness (0: off).")]
+Freeze = Annotated[int, option("--freeze", help="Freeze the first N backbone stages...")]
+FreezeEpochs = Annotated[
+    int | None,
+    option("--freeze-epochs", help="...for this many epochs, then unfreeze (default: all epochs)."),
+]
+Amp = Annotated[bool, option("--amp/--no-amp", help="Mixed precision (CUDA only).")]
+Deterministic = Annotated[bool, option("--deterministic", help="Deterministic torch kernels.")]
+Workers = Annotated[int, option("--workers", help="Data-loading worker processes (0: in the main one).")]
+Augment = Annotated[bool, option("--augment/--no-augment", help="Random crops, flips, colour jitter.")]
+Cache = Annotated[
+    bool,
+    option("--cache", help="YOLO: keep the decoded training images in RAM (Ultralytics' cache=ram)."),
+]
+
+# ---- Evaluation ----------------------------------------------------------------------------------
+
+Split = Annotated[str, option("--split", help="val (what training held out), train or all.")]
+Plots = Annotated[bool, option("--plots/--no-plots", help="Write the plots.")]
+
+# ---- Models, weights, version --------------------------------------------------------------------
+
+Task = Annotated[
+    str | None,
+    option("--task", "-t", help="Only models for this task (detect, segment, classify)."),
+]
+Matrix = Annotated[
+    bool,
+    option(
+        "--matrix",
+        help="Heads x backbones instead: parameters and GFLOPs of every head on every backbone "
+        "(measured once, then cached), and whether each backbone's ImageNet weights are cached.",
+    ),
+]
+All = Annotated[bool, option("--all", help="Pull the weights of every registered model.")]
 
 
-def default_project(task: str, out: Path | None) -> Path:
-    return out if out is not None else Path("runs") / task
+def _print_version(value: bool) -> None:
+    if value:
+        from densecnn import __version__
+
+        typer.echo(f"densecnn {__version__}")
+        raise typer.Exit()
 
 
-class StreamModeChoice(StrEnum):
-    latest = "latest"
-    all = "all"
+Version = Annotated[
+    bool, option("--version", help="Print the version.", callback=_print_version, is_eager=True)
+]
 
 
-StreamModeOpt = typer.Option(
-    None,
-    "--stream-mode",
-    help="latest: infer on the newest frame, drop the rest (default for live sources); all: every "
-    "frame, the source waits for the model (default for files).",
-)
-Reconnect = typer.Option(
-    5, "--reconnect", help="Attempts in a row to reopen a lost stream (backoff 0.5 s to 10 s)."
-)
-StallTimeout = typer.Option(
-    10.0, "--stall-timeout", help="Seconds without data after which a stream counts as lost (reconnect)."
-)
-MaxFrames = typer.Option(0, "--max-frames", help="Stop after this many processed frames (0: no limit).")
-Duration = typer.Option(0.0, "--duration", help="Stop after this many seconds (0: no limit).")
-Show = typer.Option(False, "--show", help="Show results in a window (q or Esc quits); headless: a notice.")
-RequireDisplay = typer.Option(
-    False, "--require-display", help="With --show: fail (exit 2) instead of going on when no display."
-)
+# ---- Values parsed once --------------------------------------------------------------------------
+
+
+def split_names(values: Sequence[str] | None) -> tuple[str, ...]:
+    """``--class-names a,b --class-names c`` and ``--class-names "a, b, c"`` → ``(a, b, c)``;
+    ``()`` when not given. An empty name (``a,,b``) is a usage error."""
+    if not values:
+        return ()
+    names = tuple(n.strip() for v in values for n in v.split(","))
+    if not all(names):
+        raise UsageError("--class-names has an empty name.")
+    return names
+
+
+def out_dir(ctx: typer.Context, out: Path, project: Path | None) -> Path:
+    """``--out``, or ``--project``: its old name in train and eval, hidden from help but still read."""
+    if project is None:
+        return out
+    if getattr(ctx.get_parameter_source("out"), "name", "") == "COMMANDLINE":
+        raise UsageError("--project is the old name of --out: give only --out.")
+    return project
+
+
+def default_out(task: str) -> Path:
+    """Where a prediction command's run folders go by default: runs/<task>."""
+    return Path("runs") / task
+
+
+# ---- The prediction commands' group --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Shared:
-    """The option group every prediction command takes (see ``shared_options``)."""
+    """The option group every prediction command takes (see ``shared_options``); defaults are the
+    config dataclasses' (``out``: runs/<task>, set by ``shared_options``)."""
 
-    device: str = "auto"
-    half: bool = False
-    batch: int = 1
-    vid_stride: int = 1
-    out: Path | None = None
-    name: str = "predict"
-    exist_ok: bool = False
-    on_error: ErrorPolicy = ErrorPolicy.skip
-    stream_mode: StreamModeChoice | None = None
-    reconnect: int = 5
-    stall_timeout: float = 10.0
-    max_frames: int = 0
-    duration: float = 0.0
-    show: bool = False
-    require_display: bool = False
-    quiet: bool = False
-    verbose: bool = False
+    device: Device = PredictConfig.device
+    half: Half = PredictConfig.half
+    batch: Batch = PredictConfig.batch
+    vid_stride: VidStride = PredictConfig.vid_stride
+    out: Out = OutputConfig.project
+    name: Name = OutputConfig.name
+    exist_ok: ExistOk = OutputConfig.exist_ok
+    on_error: OnError = OutputConfig.on_error
+    stream_mode: StreamMode = None
+    reconnect: Reconnect = LiveConfig.reconnect
+    stall_timeout: StallTimeout = LiveConfig.stall_timeout
+    max_frames: MaxFrames = LiveConfig.max_frames
+    duration: Duration = LiveConfig.duration
+    show: Show = LiveConfig.show
+    require_display: RequireDisplay = LiveConfig.require_display
+    quiet: Quiet = False
+    verbose: Verbose = False
 
     def predict_kwargs(self) -> dict[str, Any]:
         """The ``PredictConfig`` fields of this group."""
         return {"device": self.device, "half": self.half, "batch": self.batch, "vid_stride": self.vid_stride}
 
-    def output_config(self, task: str, **extra: Any) -> OutputConfig:
-        """``OutputConfig`` for ``task`` from this group, plus the command's own fields."""
-        from densecnn.config import OutputConfig
-
+    def output_config(self, **extra: Any) -> OutputConfig:
+        """``OutputConfig`` from this group, plus the command's own fields."""
         base: dict[str, Any] = {
-            "project": default_project(task, self.out),
+            "project": self.out,
             "name": self.name,
             "exist_ok": self.exist_ok,
-            "on_error": self.on_error.value,
+            "on_error": str(self.on_error),
         }
         return OutputConfig(**{**base, **extra})
 
     def live_config(self) -> LiveConfig:
-        from densecnn.config import LiveConfig
-
         return LiveConfig(
-            stream_mode=self.stream_mode.value if self.stream_mode else None,
+            stream_mode=str(self.stream_mode) if self.stream_mode else None,
             reconnect=self.reconnect,
             stall_timeout=self.stall_timeout,
             max_frames=self.max_frames,
@@ -173,52 +433,34 @@ class Shared:
         )
 
 
-_SHARED_OPTIONS: dict[str, Any] = {
-    "device": Device,
-    "half": Half,
-    "batch": Batch,
-    "vid_stride": VidStride,
-    "out": Out,
-    "name": Name,
-    "exist_ok": ExistOk,
-    "on_error": OnError,
-    "stream_mode": StreamModeOpt,
-    "reconnect": Reconnect,
-    "stall_timeout": StallTimeout,
-    "max_frames": MaxFrames,
-    "duration": Duration,
-    "show": Show,
-    "require_display": RequireDisplay,
-    "quiet": Quiet,
-    "verbose": Verbose,
-}
+def shared_options(task: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add the ``Shared`` options to a prediction command's CLI signature and pass them to it as
+    ``shared=Shared(...)``; ``--out`` defaults to runs/<task>.
 
-
-def shared_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Add the ``Shared`` options to ``command``'s CLI signature and pass them as ``shared=Shared(...)``.
-
-    Typer reads ``__signature__`` and the resolved ``__annotations__``: the command's own parameters
-    come first (minus ``shared``), then the group, in the order of ``Shared``'s fields.
+    Typer reads ``__signature__`` and ``__annotations__``: the command's own parameters come first
+    (minus ``shared``), then the group, in the order of ``Shared``'s fields.
     """
-    own = inspect.signature(command)
-    hints = typing.get_type_hints(command)
-    group_hints = typing.get_type_hints(Shared)
-    params = [p for name, p in own.parameters.items() if name != "shared"]
-    kw = inspect.Parameter.KEYWORD_ONLY
-    for f in fields(Shared):
-        params.append(
-            inspect.Parameter(f.name, kw, default=_SHARED_OPTIONS[f.name], annotation=group_hints[f.name])
-        )
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> None:
-        group = {f.name: kwargs.pop(f.name) for f in fields(Shared)}
-        command(**kwargs, shared=Shared(**group))
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)
+        group_hints = typing.get_type_hints(Shared, include_extras=True)
+        defaults = {f.name: f.default for f in fields(Shared)} | {"out": default_out(task)}
+        params = [p.replace(annotation=hints[n]) for n, p in own.parameters.items() if n != "shared"]
+        kw = inspect.Parameter.KEYWORD_ONLY
+        for f in fields(Shared):
+            params.append(
+                inspect.Parameter(f.name, kw, default=defaults[f.name], annotation=group_hints[f.name])
+            )
 
-    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {
-        **{k: v for k, v in hints.items() if k != "shared"},
-        **{f.name: group_hints[f.name] for f in fields(Shared)},
-    }
-    del wrapper.__wrapped__  # inspect.signature must see __signature__, not the original
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            group = {f.name: kwargs.pop(f.name) for f in fields(Shared)}
+            command(**kwargs, shared=Shared(**group))
+
+        wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        del wrapper.__wrapped__  # inspect.signature must see __signature__, not the original
+        return wrapper
+
+    return decorate

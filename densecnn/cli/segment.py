@@ -3,77 +3,28 @@ of images, folders and videos."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
-from densecnn.errors import UsageError
-
-_WEIGHTS = typer.Option(
-    None,
-    "--weights",
-    "-w",
-    help="An Ultralytics -seg .pt (instance masks), a state dict for --model (U-Net / DeepLabV3+ "
-    "ones need --backbone and --num-classes or --class-names), or a densecnn .safetensors checkpoint "
-    "(names its own backbone and classes).",
-)
-_NUM_CLASSES = typer.Option(
-    None, "--num-classes", help="Outputs of a plain state dict's head (classes named class0, class1...)."
-)
-_CLASS_NAMES = typer.Option(
-    None,
-    "--class-names",
-    help="Names of a plain state dict's classes, in output order: comma-separated or repeated.",
-)
-_BACKBONE = typer.Option(
-    None,
-    "--backbone",
-    "-b",
-    help="Registry backbone of --model unet / deeplabv3plus (checkpoints name theirs).",
-)
-_IMGSZ = typer.Option(
-    None,
-    "--imgsz",
-    help="Shorter image side at inference, in pixels (default: the model's, 520 for the torchvision "
-    "zoo); YOLO: the letterbox size (default 640).",
-)
-_CONF = typer.Option(None, "--conf", help="Instance models: confidence threshold (default 0.25).")
-_IOU = typer.Option(None, "--iou", help="Instance models: NMS IoU threshold (default 0.7).")
-_ALPHA = typer.Option(0.5, "--alpha", help="Overlay opacity of the class colours, 0 to 1.")
-_SAVE_MASKS = typer.Option(
-    True,
-    "--save-masks/--no-save-masks",
-    help="Write label maps (uint8 PNG, value = class id) under masks/.",
-)
-_SAVE_OVERLAY = typer.Option(
-    True, "--save-overlay/--no-save-overlay", help="Write colour overlays of images and H.264 videos."
-)
-_RESUME = typer.Option(
-    False,
-    "--resume",
-    help="Continue the run folder --name (default predict) instead of numbering a new one: images "
-    "whose mask is there and videos marked complete are skipped; the rest is redone (their old "
-    "predictions.jsonl rows are dropped first, so none appears twice).",
-)
+from densecnn.config import OutputConfig, PredictConfig
 
 
-@opt.shared_options
+@opt.shared_options("segment")
 def segment(
-    source: str = opt.Source,
-    model: str | None = opt.Model,
-    weights: Path | None = _WEIGHTS,
-    backbone: str | None = _BACKBONE,
-    num_classes: int | None = _NUM_CLASSES,
-    class_names: list[str] | None = _CLASS_NAMES,
-    imgsz: int | None = _IMGSZ,
-    conf: float | None = _CONF,
-    iou: float | None = _IOU,
-    alpha: float = _ALPHA,
-    save_masks: bool = _SAVE_MASKS,
-    save_overlay: bool = _SAVE_OVERLAY,
-    resume: bool = _RESUME,
+    source: opt.Source,
+    model: opt.Model = PredictConfig.model,
+    weights: opt.SegmentWeights = PredictConfig.weights,
+    backbone: opt.Backbone = PredictConfig.backbone,
+    num_classes: opt.NumClasses = None,
+    class_names: opt.ClassNames = None,
+    imgsz: opt.SegmentImgsz = PredictConfig.imgsz,
+    conf: opt.InstanceConf = PredictConfig.conf,
+    iou: opt.InstanceIou = PredictConfig.iou,
+    alpha: opt.Alpha = OutputConfig.alpha,
+    save_masks: opt.SaveMasks = OutputConfig.save_masks,
+    save_overlay: opt.SaveOverlay = OutputConfig.save,
+    resume: opt.ResumeSegment = OutputConfig.resume,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -91,7 +42,7 @@ def segment(
     done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
-    from densecnn.config import PredictConfig, resolve_class_names
+    from densecnn.config import resolve_class_names
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
@@ -104,9 +55,7 @@ def segment(
             iou=iou,
             **shared.predict_kwargs(),
         )
-        ocfg = shared.output_config(
-            "segment", save=save_overlay, save_masks=save_masks, alpha=alpha, resume=resume
-        )
+        ocfg = shared.output_config(save=save_overlay, save_masks=save_masks, alpha=alpha, resume=resume)
         code = run_prediction(
             task="segment",
             source=source,
@@ -114,16 +63,6 @@ def segment(
             ocfg=ocfg,
             lcfg=shared.live_config(),
             quiet=shared.quiet,
-            class_names=resolve_class_names(num_classes, _split_names(class_names)),
+            class_names=resolve_class_names(num_classes, opt.split_names(class_names)),
         )
     raise typer.Exit(code)
-
-
-def _split_names(values: list[str] | None) -> list[str] | None:
-    """``--class-names a,b --class-names c`` → ``[a, b, c]``."""
-    if not values:
-        return None
-    names = [n.strip() for v in values for n in v.split(",")]
-    if not all(names):
-        raise UsageError("--class-names has an empty name.")
-    return names

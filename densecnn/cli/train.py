@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from densecnn.cli.common import console, err_console, user_errors
+from densecnn.cli import options as opt
+from densecnn.cli.common import App, console, err_console, user_errors
+from densecnn.train.config import TrainConfig
 
 if TYPE_CHECKING:
     from densecnn.train.config import TrainOutcome
 
-app = typer.Typer(
+app = App(
     help="Train a detector, segmenter or classifier on your data; writes runs/train/exp.",
     no_args_is_help=True,
 )
@@ -36,86 +38,57 @@ _HELP = {
     "classify": "Train the classification head on any --backbone. Data: an ImageFolder "
     "(ROOT/<class>/*.jpg, or ROOT/train/<class>/ + ROOT/val/<class>/).",
 }
+_SHORT = {
+    "detect": "Train a detector (YOLO, Faster R-CNN) on a YOLO data.yaml or a COCO JSON.",
+    "segment": "Train a segmenter (U-Net, DeepLabV3+, torchvision models) on a masks folder.",
+    "classify": "Train a classifier on any backbone from an ImageFolder.",
+}
 _OUTPUTS = (
     " Writes runs/train/exp (exp2, ... on later runs): args.json, results.csv (one row per epoch), "
     "results.png, metrics.json, weights/best and weights/last. Ctrl-C keeps the last finished epoch: "
     "continue with --resume runs/train/exp. Exit code: 0 done, 2 usage error, 130 interrupted."
 )
 
-# Path-typed options as module singletons (a call in a default is evaluated once anyway)
-_DATA = typer.Option(None, "--data", "-d", help="Dataset (see above).")
-_WEIGHTS = typer.Option(
-    None, "--weights", "-w", help="Start from this checkpoint (a new class count re-initialises the head)."
-)
-_PROJECT = typer.Option(Path("runs/train"), "--project", help="Parent folder of run folders.")
-_RESUME = typer.Option(
-    None, "--resume", help="Continue an interrupted run: its folder or weights/last.safetensors."
-)
-
 
 def train_command(
     ctx: typer.Context,
-    data: Path | None = _DATA,
-    model: str | None = typer.Option(None, "--model", "-m", help="Model to train (default: the task's)."),
-    backbone: str | None = typer.Option(
-        None, "--backbone", "-b", help="Registry backbone (`densecnn models --matrix`); default resnet18."
-    ),
-    weights: Path | None = _WEIGHTS,
-    pretrained: bool = typer.Option(
-        True,
-        "--pretrained/--no-pretrained",
-        help="Backbone ImageNet weights (torchvision segmenters: their VOC weights) when the weight "
-        "store has them.",
-    ),
-    epochs: int = typer.Option(50, "--epochs", help="Epochs (with --resume: the new total)."),
-    batch: int = typer.Option(8, "--batch", help="Images per training batch."),
-    imgsz: int | None = typer.Option(None, "--imgsz", help="Training size in pixels (default: the model's)."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd (momentum 0.9, Nesterov)."),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: the task's; SGD 10x)."),
-    weight_decay: float = typer.Option(
-        1e-4, "--weight-decay", help="Weight decay (not on biases and norms)."
-    ),
-    warmup_epochs: float = typer.Option(
-        1.0, "--warmup-epochs", help="Linear warmup before the cosine decay."
-    ),
-    clip_grad: float | None = typer.Option(10.0, "--clip-grad", help="Max gradient norm (0: off)."),
-    patience: int = typer.Option(
-        20, "--patience", help="Stop after N epochs without a better fitness (0: off)."
-    ),
-    freeze: int = typer.Option(0, "--freeze", help="Freeze the first N backbone stages..."),
-    freeze_epochs: int | None = typer.Option(
-        None, "--freeze-epochs", help="...for this many epochs, then unfreeze (default: all epochs)."
-    ),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split, the init and the augmentation."),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic torch kernels."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    workers: int = typer.Option(2, "--workers", help="Data-loading worker processes (0: in the main one)."),
-    val_fraction: float = typer.Option(
-        0.2, "--val-fraction", help="Held-out share when the dataset has no val split (seeded)."
-    ),
-    num_classes: int | None = typer.Option(None, "--num-classes", help="Class count (masks folders)."),
-    class_names: str | None = typer.Option(None, "--class-names", help="Class names a,b,c (masks folders)."),
-    mask_mode: str = typer.Option(
-        "labels",
-        "--mask-mode",
-        help="labels: pixel = class id (255 ignored); instances-to-foreground: 0 background, any "
-        "instance id → class 1 (Penn-Fudan style masks).",
-    ),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crops, flips, colour jitter."),
-    cache: bool = typer.Option(
-        False, "--cache", help="YOLO: keep the decoded training images in RAM (Ultralytics' cache=ram)."
-    ),
-    project: Path = _PROJECT,
-    name: str = typer.Option("exp", "--name", help="Run folder name; exp2, exp3... when it exists."),
-    exist_ok: bool = typer.Option(False, "--exist-ok", help="Reuse an existing run folder."),
-    resume: Path | None = _RESUME,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and library logs."),
+    data: opt.DataOrResume = None,
+    model: opt.Model = TrainConfig.model,
+    backbone: opt.TrainBackbone = TrainConfig.backbone,
+    weights: opt.StartWeights = TrainConfig.weights,
+    pretrained: opt.Pretrained = TrainConfig.pretrained,
+    epochs: opt.Epochs = TrainConfig.epochs,
+    batch: opt.Batch = TrainConfig.batch,
+    imgsz: opt.Imgsz = TrainConfig.imgsz,
+    optimizer: opt.Optimizer = TrainConfig.optimizer,
+    lr: opt.Lr = TrainConfig.lr,
+    weight_decay: opt.WeightDecay = TrainConfig.weight_decay,
+    warmup_epochs: opt.WarmupEpochs = TrainConfig.warmup_epochs,
+    clip_grad: opt.ClipGrad = TrainConfig.clip_grad,
+    patience: opt.Patience = TrainConfig.patience,
+    freeze: opt.Freeze = TrainConfig.freeze,
+    freeze_epochs: opt.FreezeEpochs = TrainConfig.freeze_epochs,
+    amp: opt.Amp = TrainConfig.amp,
+    seed: opt.TrainSeed = TrainConfig.seed,
+    deterministic: opt.Deterministic = TrainConfig.deterministic,
+    device: opt.Device = TrainConfig.device,
+    workers: opt.Workers = TrainConfig.workers,
+    val_fraction: opt.ValFraction = TrainConfig.val_fraction,
+    num_classes: opt.DataNumClasses = TrainConfig.num_classes,
+    class_names: opt.DataClassNames = None,
+    mask_mode: opt.MaskMode = TrainConfig.mask_mode,
+    augment: opt.Augment = TrainConfig.augment,
+    cache: opt.Cache = TrainConfig.cache,
+    out: opt.Out = TrainConfig.project,
+    project: opt.Project = None,
+    name: opt.Name = TrainConfig.name,
+    exist_ok: opt.ExistOk = TrainConfig.exist_ok,
+    resume: opt.ResumeTrain = TrainConfig.resume,
+    verbose: opt.Verbose = False,
 ) -> None:
     task = ctx.info_name or ""
     from densecnn.cli.run import configure_logging
     from densecnn.errors import UsageError
-    from densecnn.train.config import TrainConfig
 
     configure_logging(verbose)
     with user_errors(verbose=verbose):
@@ -152,11 +125,11 @@ def train_command(
             workers=workers,
             val_fraction=val_fraction,
             num_classes=num_classes,
-            class_names=tuple(n.strip() for n in class_names.split(",") if n.strip()) if class_names else (),
-            mask_mode=mask_mode,  # type: ignore[arg-type]  # checked in TrainConfig
+            class_names=opt.split_names(class_names),
+            mask_mode=str(mask_mode),  # type: ignore[arg-type]  # a choice of the CLI
             augment=augment,
             cache=cache,
-            project=project,
+            project=opt.out_dir(ctx, out, project),
             name=name,
             exist_ok=exist_ok,
             resume=resume,
@@ -185,4 +158,6 @@ def _report(outcome: TrainOutcome) -> None:
 
 
 for _task in ("detect", "segment", "classify"):
-    app.command(_task, help=_HELP[_task] + _OUTPUTS, no_args_is_help=True)(train_command)
+    app.command(_task, help=_HELP[_task] + _OUTPUTS, short_help=_SHORT[_task], no_args_is_help=True)(
+        train_command
+    )

@@ -9,13 +9,13 @@ import typer
 from rich.markup import escape
 
 from densecnn.cli import options
-from densecnn.cli.common import err_console, user_errors
+from densecnn.cli.common import App, err_console, user_errors
 from densecnn.cli.models import Col, print_table
 from densecnn.errors import UsageError
 from densecnn.zoo import MODELS, ModelSpec, WeightsFile
 from densecnn.zoo.store import WeightStore
 
-app = typer.Typer(
+app = App(
     help="Manage the weight cache: list, pull, verify and locate weight files.",
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -56,8 +56,8 @@ def _human(size: int | None) -> str:
 
 @app.command("list")
 def list_(
-    json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    verbose: bool = options.Verbose,
+    json: options.Json = False,
+    verbose: options.Verbose = False,
 ) -> None:
     """List the weight file of every registered model, and whether it is cached."""
     with user_errors(verbose=verbose):
@@ -105,8 +105,8 @@ def list_(
 @app.command("pull")
 def pull(
     names: Names = None,
-    all_: Annotated[bool, typer.Option("--all", help="Pull the weights of every registered model.")] = False,
-    verbose: bool = options.Verbose,
+    all_: options.All = False,
+    verbose: options.Verbose = False,
 ) -> None:
     """Download weight files into the cache (checksum-verified); print where each one is."""
     with user_errors(verbose=verbose):
@@ -131,7 +131,7 @@ def pull(
 
 
 @app.command("verify")
-def verify(names: Names = None, verbose: bool = options.Verbose) -> None:
+def verify(names: Names = None, verbose: options.Verbose = False) -> None:
     """Digest-check cached weight files (all cached ones when no model is named).
 
     Exits 1 if a file does not match its registered sha256, or a named model's file is missing.
@@ -188,7 +188,7 @@ def verify(names: Names = None, verbose: bool = options.Verbose) -> None:
 @app.command("path")
 def path(
     name: Annotated[str, typer.Argument(help="Model name.", metavar="NAME", show_default=False)],
-    verbose: bool = options.Verbose,
+    verbose: options.Verbose = False,
 ) -> None:
     """Print the absolute path of a model's weight file; exit 1 if it is not cached yet."""
     with user_errors(verbose=verbose):

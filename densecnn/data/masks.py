@@ -26,14 +26,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
+from densecnn.config import MaskMode
 from densecnn.data.split import split_items
 from densecnn.errors import UsageError
 from densecnn.sources.base import IMAGE_SUFFIXES
 
-MASK_MODES = ("labels", "instances-to-foreground")
+MASK_MODES: tuple[str, ...] = get_args(MaskMode)
 _MASK_DIRS = ("masks", "labels")
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from densecnn.config import MaskMode, check_run_name
 from densecnn.errors import UsageError
 
 
@@ -37,9 +38,10 @@ class EvalConfig:
     name: str = "exp"
     exist_ok: bool = False
     plots: bool = True
-    mask_mode: Literal["labels", "instances-to-foreground"] | None = None  # None: the checkpoint's
+    mask_mode: MaskMode | None = None  # None: the checkpoint's
 
     def __post_init__(self) -> None:
+        check_run_name(self.name)
         if not self.weights.is_file():
             raise UsageError(f"--weights {self.weights}: no such file.")
         if not self.data.exists():

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from densecnn.config import MaskMode, check_choice, check_run_name
 from densecnn.errors import UsageError
 
 Task = Literal["detect", "segment", "classify"]
@@ -52,7 +53,7 @@ class TrainConfig:
     name: str = "exp"
     exist_ok: bool = False
     resume: Path | None = None
-    mask_mode: Literal["labels", "instances-to-foreground"] = "labels"
+    mask_mode: MaskMode = "labels"
     ignore_index: int = 255
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -73,14 +74,10 @@ class TrainConfig:
             raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if self.num_classes is not None and self.num_classes < 1:
             raise UsageError(f"--num-classes must be at least 1, got {self.num_classes}.")
-        if self.mask_mode not in ("labels", "instances-to-foreground"):
-            raise UsageError(
-                f"--mask-mode must be labels or instances-to-foreground, got {self.mask_mode!r}."
-            )
+        check_choice("--mask-mode", self.mask_mode, MaskMode)
         if self.optimizer not in ("adamw", "sgd"):
             raise UsageError(f"--optimizer must be adamw or sgd, got {self.optimizer!r}.")
-        if not self.name or "/" in self.name or self.name in (".", ".."):
-            raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
+        check_run_name(self.name)
         if self.resume is None and not self.data.exists():
             raise UsageError(
                 f"--data {self.data}: no such file or folder.",
