@@ -117,7 +117,9 @@ def resolve_classes(tokens: Sequence[str], names: Mapping[int, str]) -> list[int
                 ids.append(by_name[token.lower()])
             else:
                 close = difflib.get_close_matches(token.lower(), by_name, n=3)
-                hint = f"Did you mean: {', '.join(close)}?" if close else "See `densecnn models`."
+                listing = ", ".join(names[k] for k in sorted(names)) if len(names) <= 30 else ""
+                see = f"Its classes: {listing}." if listing else "`densecnn models MODEL` lists its classes."
+                hint = f"Did you mean: {', '.join(close)}? {see}" if close else see
                 raise UsageError(f"--classes: this model has no class {token!r}.", hint=hint)
     return sorted(set(ids))
 

@@ -71,8 +71,9 @@ class PredictionRun:
         from densecnn.fsutil import next_run_dir
         from densecnn.sources import open_source
         from densecnn.sources.stream import is_live, open_live
-        from densecnn.tasks.loading import load_predictor
+        from densecnn.tasks.loading import check_model_name, load_predictor
 
+        check_model_name(pcfg.model, task)  # before the source opens and torch loads
         live = isinstance(source, str) and is_live(source)
         is_done = outputs.done_check(task, ocfg)
         if live and is_done is not None:

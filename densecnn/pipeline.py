@@ -59,7 +59,8 @@ class RunSummary:
     wall_s: float = 0.0
     interrupted: bool = False
     stopped_on_error: bool = False
-    stopped_by: str | None = None  # "max-frames", "duration", "user" (q / Esc), "caller" (API)
+    # "max-frames", "duration", "user" (q / Esc), "interrupted" (Ctrl-C, SIGTERM), "caller" (API close)
+    stopped_by: str | None = None
     stream_mode: StreamMode = "all"
     dropped: int = 0
     reconnects: int = 0
@@ -283,7 +284,9 @@ def stream(
         closing_error = _close_all(sinks)
         progress.stop()
         summary.wall_s = time.perf_counter() - t_start
-        summary.stopped_by = limits.stopped_by or ("caller" if closed_by_caller else None)
+        summary.stopped_by = limits.stopped_by or (
+            "caller" if closed_by_caller else "interrupted" if summary.interrupted else None
+        )
         if isinstance(q_in, LatestQueue):
             summary.dropped += q_in.dropped
     timers = StageTimer()

@@ -1,4 +1,9 @@
-"""Rebuild the embedded models in weights/ from ../shared/data with fixed seeds: `make models`.
+"""Rebuild the embedded models in weights/ with fixed seeds: `make models` (`make models DATA=folder`).
+
+The data folder (default ../shared/data beside the checkout, or $DENSECNN_DATA) holds
+``pennfudan/`` (Penn-Fudan pedestrians: images/ + masks/, https://www.cis.upenn.edu/~jshi/ped_html/)
+and ``coco128/`` (Ultralytics' COCO128 with labels, https://ultralytics.com/assets/coco128.zip,
+plus its instance-segmentation polygons); weights/MODELS.md lists them with their licences.
 
 Steps (each one also runs alone: `python tools/build_models.py STEP`):
   prepare  datasets under build/embedded (Penn-Fudan split + coco128 persons), see embedded_data.py
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import embedded_data
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("DENSECNN_DATA") or ROOT.parent / "shared" / "data")
 BUILD = ROOT / "build" / "embedded"
 WEIGHTS = ROOT / "weights"
 SEED = 0

@@ -105,8 +105,17 @@ def _record(spec: ModelSpec, store: WeightStore) -> dict[str, Any]:
     }
 
 
-def models(task: opt.Task = None, json: opt.Json = False, matrix: opt.Matrix = False) -> None:
-    """List registered models: task, family, classes, default thresholds and whether weights are cached."""
+def models(
+    name: opt.ModelName = None, task: opt.Task = None, json: opt.Json = False, matrix: opt.Matrix = False
+) -> None:
+    """List registered models: task, family, classes, default thresholds and whether weights are cached.
+
+    `densecnn models NAME` shows one model in full, with its class names (what --classes takes).
+    """
+    if name is not None:
+        with user_errors():
+            _show_one(MODELS.get(name), json=json)
+        return
     if matrix:
         from densecnn.cli.matrix import show_matrix
 
@@ -151,3 +160,25 @@ def models(task: opt.Task = None, json: opt.Json = False, matrix: opt.Matrix = F
             for spec in specs
         ]
         print_table(title="Models", cols=cols, rows=rows, caption="* default for its task")
+
+
+def _show_one(spec: ModelSpec, *, json: bool) -> None:
+    """One model: its record as JSON, or a table with every class id and name."""
+    store = WeightStore()
+    record = _record(spec, store)
+    if json:
+        typer.echo(_json.dumps(record, indent=2))
+        return
+    w = record["weights"]
+    rows = [
+        ["task", spec.task],
+        ["family", f"{spec.family} ({spec.arch})"],
+        ["description", escape(spec.description)],
+        ["input size", str(spec.imgsz)],
+        ["conf / iou", f"{spec.conf} / {spec.iou}" if spec.conf is not None else "-"],
+        ["weights", "from a densecnn checkpoint (--weights)" if w is None else f"{w['file']} ({w['path']})"],
+        ["cached", "-" if w is None else ("yes" if w["cached"] else "no")],
+        ["classes", str(_num_classes(spec)) if spec.classes else "from its checkpoint"],
+    ]
+    rows += [[f"  {i}", escape(c)] for i, c in enumerate(spec.classes) if c not in _NOT_A_CLASS]
+    print_table(title=spec.name, cols=[Col("field"), Col("value", wrap=True)], rows=rows, caption=None)

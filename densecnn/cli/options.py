@@ -325,6 +325,10 @@ Plots = Annotated[bool, option("--plots/--no-plots", help="Write the plots.")]
 
 # ---- Models, weights, version --------------------------------------------------------------------
 
+ModelName = Annotated[
+    str | None,
+    typer.Argument(help="Show one model in full: its classes, thresholds, input size and weight file."),
+]
 Task = Annotated[
     str | None,
     option("--task", "-t", help="Only models for this task (detect, segment, classify)."),

@@ -80,7 +80,8 @@ def summary_table(
     table.add_column(style="bold")
     table.add_column()
     ok = summary.inputs - summary.inputs_failed
-    table.add_row("Inputs", f"{summary.inputs} ({ok} ok, {summary.inputs_failed} failed)")
+    cut = ", the last one cut short" if summary.interrupted and summary.inputs else ""
+    table.add_row("Inputs", f"{summary.inputs} ({ok} ok, {summary.inputs_failed} failed{cut})")
     table.add_row("Frames", str(summary.frames))
     total = sum(summary.class_counts.values())
     per_class = ", ".join(f"{name} {n}" for name, n in summary.class_counts.most_common(12))
@@ -119,12 +120,13 @@ _STOP_REASONS = {
 def _live_rows(table: Table, summary: RunSummary) -> None:
     """Stream mode with drops and reconnects; capture-to-written latency when frames had a capture
     time (live sources); why the run stopped, when a limit or the user ended it."""
-    mode = "latest (newest frame wins)" if summary.stream_mode == "latest" else "all (every frame)"
-    table.add_row(
-        "Stream mode",
-        f"{mode}: {summary.dropped} frames dropped, {summary.reconnects} reconnects",
-    )
     stats = latency_stats(summary.latencies_ms)
+    if stats is not None or summary.dropped or summary.reconnects or summary.stream_mode == "latest":
+        mode = "latest (newest frame wins)" if summary.stream_mode == "latest" else "all (every frame)"
+        table.add_row(
+            "Stream mode",
+            f"{mode}: {summary.dropped} frames dropped, {summary.reconnects} reconnects",
+        )
     if stats is not None:
         table.add_row(
             "Latency",

@@ -41,7 +41,6 @@ def run_prediction(
     The source is opened before the model is built, so a missing source fails fast; the run folder
     is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment).
     """
-    from densecnn.device import describe
     from densecnn.engine import PredictionRun
 
     show = _display_ok(lcfg, quiet)
@@ -51,6 +50,7 @@ def run_prediction(
     progress = None
     if not quiet:
         from densecnn.cli.report import RichProgress
+        from densecnn.device import describe
 
         if pcfg.half and run.predictor.device.type != "cuda":
             console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
@@ -80,13 +80,22 @@ def run_prediction(
     return EXIT_SOME_FAILED if summary.errors else 0
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _describe_inputs(run: PredictionRun) -> str:
     if run.live:
-        return f"{len(run.src.inputs)} live stream(s), {run.mode} mode"
+        return f"{plural(len(run.src.inputs), 'live stream')}, {run.mode} mode"
     n_videos = sum(1 for i in run.src.inputs if i.kind == "video")
-    return (
-        f"{len(run.src.inputs) - n_videos} images, {n_videos} videos (~{run.src.estimated_frames()} frames)"
-    )
+    n_images = len(run.src.inputs) - n_videos
+    parts = [plural(n_images, "image")] if n_images or not n_videos else []
+    parts += [plural(n_videos, "video")] if n_videos else []
+    frames = run.src.estimated_frames()
+    limit = run.lcfg.max_frames
+    if limit and limit < frames:
+        return f"{', '.join(parts)} (first {plural(limit, 'frame')} of ~{frames}: --max-frames)"
+    return f"{', '.join(parts)} (~{plural(frames, 'frame')})" if n_videos else ", ".join(parts)
 
 
 def drain(predictions: Iterator[Any]) -> None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from densecnn.checkpoint import CheckpointMeta
 from densecnn.registry import Registry
 
 if TYPE_CHECKING:
     import torch
 
+    from densecnn.checkpoint import CheckpointMeta
     from densecnn.config import PredictConfig
     from densecnn.tasks.base import Predictor
     from densecnn.zoo.specs import ModelSpec

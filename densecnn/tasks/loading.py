@@ -98,6 +98,7 @@ def infer_task(cfg: PredictConfig, weights: WeightsRef | None = None) -> str:
     if weights is None:
         weights = identify(cfg.weights) if cfg.weights is not None else NO_WEIGHTS
     if cfg.model is not None:
+        check_model_name(cfg.model, None)
         return MODELS.get(cfg.model).task
     if weights.meta is not None:
         return weights.meta.task
@@ -108,8 +109,23 @@ def infer_task(cfg: PredictConfig, weights: WeightsRef | None = None) -> str:
     return "detect"
 
 
+def check_model_name(model: str | None, task: str | None) -> None:
+    """An unknown ``--model`` fails here, before torch loads, with the closest names of its task."""
+    if model is None or model in MODELS:
+        return
+    import difflib
+
+    names = [n for n, s in MODELS.items() if task is None or s.task == task]
+    close = difflib.get_close_matches(model.lower(), names, n=3, cutoff=0.4)
+    what = f"{task} model" if task else "model"
+    listing = f"`densecnn models --task {task}`" if task else "`densecnn models`"
+    hint = f"Did you mean: {', '.join(close)}? All: {listing}." if close else f"See {listing}."
+    raise UsageError(f"Unknown {what} {model!r}.", hint=hint)
+
+
 def resolve_task_spec(model: str | None, task: str) -> ModelSpec:
     """``--model`` (default: the task's default) → its spec; UsageError when it is another task's."""
+    check_model_name(model, task)
     spec = MODELS.get(model) if model else default_model(task)
     if spec.task != task:
         raise UsageError(

@@ -42,12 +42,13 @@ def fetch_default(task: str, store: WeightStore) -> tuple[ModelSpec, Path]:
     assert official.weights is not None
     try:
         return official, store.fetch(official.weights, model=official.name)
-    except WeightsUnavailableError:
+    except WeightsUnavailableError as exc:
+        reason = exc.message.split(" and ", 1)[-1].rstrip(".")  # "downloading URL failed: why"
         fallback = fallback_model(task)
         if fallback is None or fallback.weights is None or not store.is_cached(fallback.weights):
             raise
         path = store.fetch(fallback.weights, model=fallback.name)
-    why = "offline mode is on" if store.offline else "its download failed"
+    why = "offline mode is on" if store.offline else reason
     print(
         f"densecnn: using the embedded model {fallback.name} (classes: {', '.join(fallback.classes)}): "
         f"the default {official.name} is not in {store.root} and {why}.",
