@@ -107,18 +107,19 @@ Builder = Callable[[BuildRequest], "Predictor"]
 
 BUILDERS: Registry[Builder] = Registry("model family")
 
-# Modules whose import registers the built-in families (imported on the first load, with torch).
-_BUILTIN = (
-    "densecnn.tasks.detect.yolo",
-    "densecnn.tasks.detect.rcnn",
-    "densecnn.tasks.detect.rcnn_backbone",
-    "densecnn.tasks.segment.yolo_seg",
-    "densecnn.tasks.segment.semantic",
-    "densecnn.tasks.segment.smp_heads",
-    "densecnn.tasks.classify.yolo_cls",
-    "densecnn.tasks.classify.torch_cls",
-    "densecnn.tasks.classify.head",
-)
+# Where the built-in builders live: only the module a run needs is imported (torchvision's detection
+# models, smp and Ultralytics each take seconds to import).
+_BUILTIN = {
+    "detect/yolo": "densecnn.tasks.detect.yolo",
+    "detect/torchvision": "densecnn.tasks.detect.rcnn",
+    "detect/densecnn": "densecnn.tasks.detect.rcnn_backbone",
+    "segment/yolo": "densecnn.tasks.segment.yolo_seg",
+    "segment/torchvision": "densecnn.tasks.segment.semantic",
+    "segment/densecnn": "densecnn.tasks.segment.smp_heads",
+    "classify/yolo": "densecnn.tasks.classify.yolo_cls",
+    "classify/torchvision": "densecnn.tasks.classify.torch_cls",
+    "classify/densecnn": "densecnn.tasks.classify.head",
+}
 
 
 def _key(task: str, family: str) -> str:
@@ -131,6 +132,8 @@ def register_builder(task: str, family: str) -> Callable[[Builder], Builder]:
 
 
 def builder_for(task: str, family: str) -> Builder:
-    for module in _BUILTIN:
-        importlib.import_module(module)
-    return BUILDERS.get(_key(task, family))
+    """The builder of (task, family), importing the built-in module that registers it on first use."""
+    key = _key(task, family)
+    if key not in BUILDERS and key in _BUILTIN:
+        importlib.import_module(_BUILTIN[key])
+    return BUILDERS.get(key)
