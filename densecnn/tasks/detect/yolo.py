@@ -161,15 +161,20 @@ def yolo_weights(request: BuildRequest) -> Path:
     return path
 
 
+def yolo_kwargs(request: BuildRequest) -> dict[str, Any]:
+    """The constructor arguments every YOLO adapter (detect, segment) takes from a request."""
+    return {
+        "weights": yolo_weights(request),
+        "user_named": request.weights.user_named,
+        "device": request.device,
+        "half": request.half,
+        "conf": float(request.conf if request.conf is not None else 0.25),
+        "iou": float(request.iou if request.iou is not None else 0.7),
+        "imgsz": request.checkpoint_size(),
+        "max_det": request.max_det,
+    }
+
+
 @register_builder("detect", "yolo")
 def build_yolo_detector(request: BuildRequest) -> YoloDetector:
-    return YoloDetector(
-        weights=yolo_weights(request),
-        user_named=request.weights.user_named,
-        device=request.device,
-        half=request.half,
-        conf=float(request.conf if request.conf is not None else 0.25),
-        iou=float(request.iou if request.iou is not None else 0.7),
-        imgsz=request.checkpoint_size(),
-        max_det=request.max_det,
-    )
+    return YoloDetector(**yolo_kwargs(request))

@@ -19,7 +19,7 @@ import torch
 from densecnn.errors import UsageError
 from densecnn.results import Frame, InstanceSegmentation
 from densecnn.tasks.builders import BuildRequest, register_builder
-from densecnn.tasks.detect.yolo import YoloDetector, yolo_weights
+from densecnn.tasks.detect.yolo import YoloDetector, yolo_kwargs
 
 
 class YoloSegmenter(YoloDetector):
@@ -65,13 +65,4 @@ def build_yolo_segmenter(request: BuildRequest) -> YoloSegmenter:
             f"{request.spec.name} names its own backbone and classes; leave out --backbone, "
             "--num-classes and --class-names."
         )
-    return YoloSegmenter(
-        weights=yolo_weights(request),
-        user_named=request.weights.user_named,
-        device=request.device,
-        half=request.half,
-        conf=float(request.conf if request.conf is not None else 0.25),
-        iou=float(request.iou if request.iou is not None else 0.7),
-        imgsz=request.checkpoint_size(),
-        max_det=request.max_det,
-    )
+    return YoloSegmenter(**yolo_kwargs(request))
