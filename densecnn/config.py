@@ -28,6 +28,8 @@ class PredictConfig:
     max_det: int | None = None
     topk: int = 5
     vid_stride: int = 1
+    trust_weights: bool = False
+    """Consent to a full (code-running) unpickle of ``weights`` when a restricted load is not enough."""
 
     def __post_init__(self) -> None:
         for name in ("conf", "iou"):

@@ -32,6 +32,12 @@ class WeightsUnavailableError(DenseCNNError):
     exit_code = 3
 
 
+class UntrustedWeightsError(DenseCNNError):
+    """A weight file needs a full (code-running) unpickle and the user has not allowed it (exit code 3)."""
+
+    exit_code = 3
+
+
 class ChecksumError(DenseCNNError):
     """A downloaded or cached weight file does not match its registered sha256."""
 

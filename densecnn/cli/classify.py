@@ -22,6 +22,7 @@ def classify(
     source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = opt.Weights,
+    trust_weights: bool = opt.TrustWeights,
     backbone: str | None = typer.Option(
         None, "--backbone", "-b", help="Registry backbone for --model classifier (checkpoints name theirs)."
     ),
@@ -47,7 +48,13 @@ def classify(
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
         pcfg = PredictConfig(
-            model=model, weights=weights, backbone=backbone, imgsz=imgsz, topk=topk, **shared.predict_kwargs()
+            model=model,
+            weights=weights,
+            trust_weights=trust_weights,
+            backbone=backbone,
+            imgsz=imgsz,
+            topk=topk,
+            **shared.predict_kwargs(),
         )
         ocfg = shared.output_config("classify", save=save)
         code = run_prediction(

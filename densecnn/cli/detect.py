@@ -21,6 +21,7 @@ def detect(
     source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = opt.Weights,
+    trust_weights: bool = opt.TrustWeights,
     backbone: str | None = opt.Backbone,
     conf: float | None = opt.Conf,
     iou: float | None = opt.Iou,
@@ -50,6 +51,7 @@ def detect(
         pcfg = PredictConfig(
             model=model,
             weights=weights,
+            trust_weights=trust_weights,
             backbone=backbone,
             conf=conf,
             iou=iou,

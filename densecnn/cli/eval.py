@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from densecnn.cli import options
 from densecnn.cli.common import console, user_errors
 
 app = typer.Typer(help="Evaluate a checkpoint on a dataset; writes runs/eval/exp.", no_args_is_help=True)
@@ -38,6 +39,7 @@ _PROJECT = typer.Option(Path("runs/eval"), "--project", help="Parent folder of r
 def eval_command(
     ctx: typer.Context,
     weights: Path = _WEIGHTS,
+    trust_weights: bool = options.TrustWeights,
     data: Path = _DATA,
     model: str | None = typer.Option(None, "--model", "-m", help="Model for a weight file that needs one."),
     backbone: str | None = typer.Option(None, "--backbone", "-b", help="Backbone for --model."),
@@ -77,6 +79,7 @@ def eval_command(
         cfg = EvalConfig(
             task=task,  # type: ignore[arg-type]  # one of the registered command names
             weights=weights,
+            trust_weights=trust_weights,
             data=data,
             model=model,
             backbone=backbone,

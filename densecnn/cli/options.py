@@ -40,6 +40,14 @@ Weights = typer.Option(
     help="Local checkpoint: an Ultralytics .pt, a torchvision state dict for --model, or a densecnn "
     ".safetensors checkpoint (names its own model, backbone and classes).",
 )
+TrustWeights = typer.Option(
+    False,
+    "--trust-weights",
+    envvar="DENSECNN_TRUST_WEIGHTS",
+    help="Allow a full unpickle of --weights when Ultralytics' restricted load is not enough: it runs "
+    "any code stored in the file, so only for files you trust (env: DENSECNN_TRUST_WEIGHTS=1). "
+    "`densecnn weights convert` makes a .safetensors copy that never needs it.",
+)
 Backbone = typer.Option(
     None,
     "--backbone",

@@ -73,6 +73,7 @@ def segment(
     source: str = opt.Source,
     model: str | None = opt.Model,
     weights: Path | None = _WEIGHTS,
+    trust_weights: bool = opt.TrustWeights,
     backbone: str | None = _BACKBONE,
     num_classes: int | None = _NUM_CLASSES,
     class_names: list[str] | None = _CLASS_NAMES,
@@ -112,6 +113,7 @@ def segment(
         pcfg = PredictConfig(
             model=model,
             weights=weights,
+            trust_weights=trust_weights,
             backbone=backbone,
             imgsz=imgsz,
             conf=conf,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from densecnn.cli import options
 from densecnn.cli.common import console, err_console, user_errors
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def train_command(
         None, "--backbone", "-b", help="Registry backbone (`densecnn models --matrix`); default resnet18."
     ),
     weights: Path | None = _WEIGHTS,
+    trust_weights: bool = options.TrustWeights,
     pretrained: bool = typer.Option(
         True,
         "--pretrained/--no-pretrained",
@@ -133,6 +135,7 @@ def train_command(
             model=model,
             backbone=backbone,
             weights=weights,
+            trust_weights=trust_weights,
             pretrained=pretrained,
             epochs=epochs,
             batch=batch,

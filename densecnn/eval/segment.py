@@ -135,7 +135,12 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     mask_mode = cfg.mask_mode or data_info.get("mask_mode", "labels")
     predictor, _ = load_segmenter(
         PredictConfig(
-            model=cfg.model, weights=cfg.weights, backbone=cfg.backbone, imgsz=cfg.imgsz, device=cfg.device
+            model=cfg.model,
+            weights=cfg.weights,
+            trust_weights=cfg.trust_weights,
+            backbone=cfg.backbone,
+            imgsz=cfg.imgsz,
+            device=cfg.device,
         )
     )
     names = cfg.class_names or (meta.class_names if meta is not None else tuple(predictor.names.values()))

@@ -21,6 +21,7 @@ from densecnn.device import select_device, use_half
 from densecnn.errors import UsageError
 from densecnn.integrations.ultralytics import is_ultralytics_checkpoint
 from densecnn.tasks.base import Predictor
+from densecnn.tasks.detect.yolo_state import is_yolo_state
 from densecnn.tasks.loading import check_checkpoint, model_weights, needs_weights, resolve_task_spec
 from densecnn.zoo import MODELS, ModelSpec
 from densecnn.zoo.specs import Preprocess
@@ -40,6 +41,20 @@ def load_classifier(cfg: PredictConfig, *, store: WeightStore | None = None) -> 
     WeightsUnavailableError otherwise).
     """
     meta = read_meta(cfg.weights) if cfg.weights is not None else None
+    if meta is not None and is_yolo_state(meta, "classify"):  # an Ultralytics -cls model as safetensors
+        from densecnn.tasks.classify.yolo_cls import YoloClassifier
+
+        assert cfg.weights is not None
+        device = select_device(cfg.device)
+        yolo = YoloClassifier(
+            weights=cfg.weights,
+            user_named=True,
+            device=device,
+            half=use_half(device, cfg.half),
+            imgsz=cfg.imgsz,
+            topk=cfg.topk,
+        )
+        return yolo, MODELS.get(meta.arch) if meta.arch in MODELS else MODELS.get("yolov8n-cls")
     if meta is not None:
         return _from_checkpoint(cfg, meta)
     if cfg.model is None and cfg.weights is not None and is_ultralytics_checkpoint(cfg.weights):
@@ -60,7 +75,13 @@ def load_classifier(cfg: PredictConfig, *, store: WeightStore | None = None) -> 
         from densecnn.tasks.classify.yolo_cls import YoloClassifier
 
         predictor: Predictor = YoloClassifier(
-            weights=weights, user_named=user_named, device=device, half=half, imgsz=cfg.imgsz, topk=cfg.topk
+            weights=weights,
+            user_named=user_named,
+            device=device,
+            half=half,
+            imgsz=cfg.imgsz,
+            topk=cfg.topk,
+            trust_weights=cfg.trust_weights,
         )
         return predictor, spec
     from densecnn.tasks.classify.torch_cls import (

@@ -40,6 +40,7 @@ class YoloClassifier(Predictor):
         half: bool,
         imgsz: int | None,
         topk: int,
+        trust_weights: bool = False,
     ) -> None:
         super().__init__()
         import_ultralytics()
@@ -47,7 +48,7 @@ class YoloClassifier(Predictor):
         from ultralytics.nn.autobackend import AutoBackend
         from ultralytics.utils.checks import check_imgsz
 
-        module = load_yolo_module(weights, user_named=user_named)
+        module = load_yolo_module(weights, user_named=user_named, trust=trust_weights)
         task = getattr(module, "task", None)
         if task != "classify":
             raise UsageError(

@@ -62,6 +62,7 @@ def build_detector(cfg: PredictConfig, *, store: WeightStore | None = None) -> t
             iou=iou,
             imgsz=cfg.imgsz or spec.imgsz,
             max_det=max_det,
+            trust_weights=cfg.trust_weights,
         )
     else:
         from densecnn.tasks.detect.rcnn import load_torchvision_detector

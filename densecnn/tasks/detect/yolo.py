@@ -7,6 +7,7 @@ non_max_suppression, scale_boxes), so boxes match ``yolo predict`` on the same w
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,28 @@ import numpy as np
 import torch
 
 from densecnn.errors import UsageError
-from densecnn.integrations.ultralytics import full_unpickling, import_ultralytics
+from densecnn.integrations.ultralytics import (
+    TRUST_ENV,
+    full_unpickling,
+    import_ultralytics,
+    needs_full_unpickling,
+    untrusted_error,
+    weights_trusted,
+)
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
 
 log = logging.getLogger(__name__)
 
 
-def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
+def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> torch.nn.Module:
     """Load an Ultralytics ``.pt`` checkpoint (or a densecnn YOLO ``.safetensors``) into an fp32
     ``nn.Module`` (never downloads).
 
-    Loading is ``weights_only`` against Ultralytics' allow-list. A file the user named that needs
-    more is unpickled in full (it runs code: that is why only user-named files get this).
+    Loading is ``weights_only`` against Ultralytics' allow-list of model classes, so no code in the
+    file runs. A file that needs more is unpickled in full (which runs whatever code it holds) only
+    with the user's consent: ``trust`` (``--trust-weights``) or ``DENSECNN_TRUST_WEIGHTS=1``;
+    otherwise :class:`UntrustedWeightsError` (exit 3) says what the file needs and how to allow it.
     """
     if not path.is_file():
         raise UsageError(f"Weights file not found: {path}")
@@ -40,25 +50,36 @@ def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
 
     try:
         model, _ = load_checkpoint(str(path.resolve()))
-    except (TypeError, ModuleNotFoundError) as exc:
+    except (TypeError, ModuleNotFoundError, pickle.UnpicklingError) as exc:
+        if not needs_full_unpickling(exc):
+            raise UsageError(
+                f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc)}",
+                hint="The file is damaged or not a checkpoint: download or export it again.",
+            ) from exc
         if not user_named:
-            raise UsageError(f"Could not load {path}: {exc}") from exc
-        log.warning("%s needs full unpickling (you named it, so it is trusted): %s", path, exc)
+            raise UsageError(f"Could not load {path}: {_first_line(exc)}") from exc
+        if not weights_trusted(trust):
+            raise untrusted_error(path) from exc
+        log.warning("%s: full unpickling, as allowed by --trust-weights / %s", path, TRUST_ENV)
         try:
             with full_unpickling():
                 model, _ = load_checkpoint(str(path.resolve()))
         except Exception as exc2:
             raise UsageError(
-                f"Could not load {path} as an Ultralytics checkpoint: {exc2}",
+                f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc2)}",
                 hint="Pass a .pt file written by Ultralytics (YOLO(...).save / yolo train) or pick a "
                 "torchvision --model for a state dict.",
             ) from exc2
     except Exception as exc:
         raise UsageError(
-            f"Could not load {path} as an Ultralytics checkpoint: {exc}",
+            f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc)}",
             hint="If it came from the weight cache, run `densecnn weights verify` and pull it again.",
         ) from exc
     return model
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class YoloDetector(Predictor):
@@ -78,13 +99,14 @@ class YoloDetector(Predictor):
         iou: float,
         imgsz: int,
         max_det: int,
+        trust_weights: bool = False,
     ) -> None:
         super().__init__()
         import_ultralytics()
         from ultralytics.nn.autobackend import AutoBackend
         from ultralytics.utils.checks import check_imgsz
 
-        module = load_yolo_module(weights, user_named=user_named)
+        module = load_yolo_module(weights, user_named=user_named, trust=trust_weights)
         if getattr(module, "task", "detect") != self.task:
             raise UsageError(
                 f"{weights} is an Ultralytics {module.task!r} model, not a {self.task} model.",

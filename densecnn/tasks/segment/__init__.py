@@ -47,6 +47,9 @@ def instance_spec(cfg: PredictConfig) -> ModelSpec | None:
     from densecnn.zoo.segmentation import DEFAULT_INSTANCE
 
     spec = resolve_spec(cfg.model) if cfg.model else None
+    meta = read_meta(cfg.weights) if cfg.weights is not None else None
+    if meta is not None and _is_yolo_state(meta):
+        return MODELS.get(meta.arch) if meta.arch in MODELS else MODELS.get(DEFAULT_INSTANCE)
     if cfg.weights is not None and is_ultralytics_checkpoint(cfg.weights):
         if spec is not None and spec.family != "yolo":
             raise UsageError(
@@ -55,6 +58,12 @@ def instance_spec(cfg: PredictConfig) -> ModelSpec | None:
             )
         return spec or MODELS.get(DEFAULT_INSTANCE)
     return spec if spec is not None and spec.family == "yolo" else None
+
+
+def _is_yolo_state(meta: CheckpointMeta) -> bool:
+    from densecnn.tasks.detect.yolo_state import is_yolo_state
+
+    return is_yolo_state(meta, "segment")
 
 
 def resolve_class_names(num_classes: int | None, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -90,6 +99,11 @@ def load_segmenter(
     if meta is not None:
         if class_names:
             raise UsageError(f"{cfg.weights} names its own classes; leave out --num-classes/--class-names.")
+        if _is_yolo_state(meta):  # an Ultralytics -seg model converted to safetensors
+            from densecnn.zoo.segmentation import DEFAULT_INSTANCE
+
+            spec = MODELS.get(meta.arch) if meta.arch in MODELS else MODELS.get(DEFAULT_INSTANCE)
+            return _yolo(replace(cfg, imgsz=cfg.imgsz or meta.input_size), spec, store, None)
         return _from_checkpoint(cfg, meta)
     yolo = instance_spec(cfg)
     if yolo is not None:
@@ -143,6 +157,7 @@ def _yolo(
         iou=spec.iou if cfg.iou is None else cfg.iou,
         imgsz=cfg.imgsz or spec.imgsz,
         max_det=cfg.max_det or spec.max_det,
+        trust_weights=cfg.trust_weights,
     )
     return predictor, spec
 
