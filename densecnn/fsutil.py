@@ -70,3 +70,22 @@ def output_path(root: Path, source: str, *, suffix: str | None = None, tag: str 
     rel = PurePosixPath(*parts) if parts else PurePosixPath("input")
     name = f"{rel.stem}{tag}{suffix if suffix is not None else rel.suffix}"
     return root.joinpath(*rel.parent.parts, name)
+
+
+def ensure_writable_dir(path: Path, *, option: str = "--out") -> None:
+    """``UsageError`` (exit 2) in one line naming the folder and the reason, unless ``path`` is a
+    folder densecnn can write in or can create. Nothing is left behind: the check writes a probe in
+    the nearest existing folder and removes it. Call it before loading a model."""
+    from densecnn.errors import UsageError
+
+    target = Path(path).absolute()
+    existing = target
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a folder" if existing.exists() else "is a broken link"
+        raise UsageError(f"{option} {path}: cannot make the output folder: {existing} {what}.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".densecnn-write-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write in {existing}: {e.strerror or e}.") from None

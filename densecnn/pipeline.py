@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from densecnn.draw import draw_result
 from densecnn.latest import LatestQueue, RunLimits, StreamMode, latency_stats
+from densecnn.redact import redact_obj
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
 from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
@@ -213,6 +214,7 @@ class _ErrorLog:
         record = {"source": failure.ref.source, "path": str(failure.ref.path), "error": failure.error}
         if failure.frame is not None:
             record["frame"] = failure.frame
+        record = redact_obj(record)  # no URL password in errors.jsonl
         self.summary.errors.append(record)
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

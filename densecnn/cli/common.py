@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from densecnn.errors import DenseCNNError
+from densecnn.redact import redact_text
 
 # soft_wrap: long paths and URLs in messages stay on one line, copyable, when output is piped
 console = Console()
@@ -23,8 +25,8 @@ def user_errors(*, verbose: bool = False) -> Iterator[None]:
         yield
     except DenseCNNError as exc:
         if verbose:
-            err_console.print(traceback.format_exc(), markup=False, highlight=False)
-        err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+            err_console.print(redact_text(traceback.format_exc()), markup=False, highlight=False)
+        err_console.print(f"[bold red]Error:[/] {escape(redact_text(exc.message))}", highlight=False)
         if exc.hint:
-            err_console.print(exc.hint, markup=False, highlight=False)
+            err_console.print(redact_text(exc.hint), markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None

@@ -75,6 +75,9 @@ def eval_command(
     with user_errors(verbose=verbose):
         if mask_mode is not None and task != "segment":
             raise UsageError("--mask-mode applies to `eval segment` only.")
+        from densecnn.fsutil import ensure_writable_dir
+
+        ensure_writable_dir(project, option="--project")
         trained = _training_split(weights)
         cfg = EvalConfig(
             task=task,  # type: ignore[arg-type]  # one of the registered command names

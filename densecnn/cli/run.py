@@ -62,12 +62,14 @@ def run_prediction(
     """
     from densecnn.config import LiveConfig
     from densecnn.device import describe
-    from densecnn.fsutil import atomic_write_json, next_run_dir
+    from densecnn.fsutil import atomic_write_json, ensure_writable_dir, next_run_dir
     from densecnn.pipeline import run
+    from densecnn.redact import redact_obj
     from densecnn.sources import open_source
     from densecnn.sources.stream import is_live, open_live
 
     lcfg = lcfg or LiveConfig()
+    ensure_writable_dir(ocfg.project)
     live = is_live(source)
     if live and is_done is not None:
         raise UsageError("--resume continues file runs; a live source has nothing to resume.")
@@ -133,19 +135,21 @@ def run_prediction(
     weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
     atomic_write_json(
         run_dir / "summary.json",
-        {
-            "command": task,
-            "source": source,
-            "model": spec.name,
-            "backbone": backbone,
-            "weights": str(weights) if weights else None,
-            "device": str(predictor.device),
-            **(record or {}),
-            **({"skipped_done": skipped} if is_done is not None else {}),
-            "classes": predictor.names,
-            **summary.to_dict(),
-            "display": {"requested": lcfg.show, "shown_frames": display.shown if display else 0},
-        },
+        redact_obj(
+            {
+                "command": task,
+                "source": source,
+                "model": spec.name,
+                "backbone": backbone,
+                "weights": str(weights) if weights else None,
+                "device": str(predictor.device),
+                **(record or {}),
+                **({"skipped_done": skipped} if is_done is not None else {}),
+                "classes": predictor.names,
+                **summary.to_dict(),
+                "display": {"requested": lcfg.show, "shown_frames": display.shown if display else 0},
+            }
+        ),  # no URL password in any file
     )
     if quiet:
         console.print(str(run_dir))
@@ -225,3 +229,8 @@ def configure_logging(verbose: bool) -> None:
     )
     if not verbose:
         logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    from densecnn.redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:  # no URL password in any log line
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

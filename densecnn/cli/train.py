@@ -125,6 +125,9 @@ def train_command(
         given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"]
         if data is None and resume is None:
             raise UsageError(f"train {task} needs --data (or --resume RUN_DIR).")
+        from densecnn.fsutil import ensure_writable_dir
+
+        ensure_writable_dir(resume if resume is not None and resume.is_dir() else project, option="--project")
         if task != "segment" and ("mask_mode" in given):
             raise UsageError("--mask-mode applies to `train segment` only.")
         if task != "detect" and cache:
