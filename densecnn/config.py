@@ -68,10 +68,13 @@ class OutputConfig:
     save_conf: bool = False
     save_crops: bool = False
     on_error: Literal["skip", "fail"] = "skip"
+    on_corrupt: Literal["skip", "process"] = "skip"
 
     def __post_init__(self) -> None:
         if self.on_error not in ("skip", "fail"):
             raise UsageError(f"--on-error must be skip or fail, got {self.on_error!r}.")
+        if self.on_corrupt not in ("skip", "process"):
+            raise UsageError(f"--on-corrupt must be skip or process, got {self.on_corrupt!r}.")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise UsageError(f"--name must be a plain folder name, got {self.name!r}.")
 

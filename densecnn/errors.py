@@ -44,6 +44,13 @@ class ChecksumError(DenseCNNError):
     exit_code = 3
 
 
+class OutputWriteError(DenseCNNError):
+    """The run's outputs could not be written (disk full, read-only, I/O error): the run stopped;
+    every file written before is complete (exit code 4)."""
+
+    exit_code = 4
+
+
 class InputError(DenseCNNError):
     """One input (image, video) could not be read; the pipeline records it and goes on."""
 

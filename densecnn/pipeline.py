@@ -31,7 +31,7 @@ from densecnn.latest import LatestQueue, RunLimits, StreamMode, latency_stats
 from densecnn.redact import redact_obj
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
-from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent
+from densecnn.sources.base import InputEnd, InputFailure, InputStart, SourceEvent, text_name
 from densecnn.tasks.base import Predictor, StageTimer
 
 OnError = Literal["skip", "fail"]
@@ -211,7 +211,8 @@ class _ErrorLog:
         self._fh: Any = None
 
     def __call__(self, failure: InputFailure) -> None:
-        record = {"source": failure.ref.source, "path": str(failure.ref.path), "error": failure.error}
+        path = text_name(str(failure.ref.path))
+        record = {"source": failure.ref.source, "path": path, "error": text_name(failure.error)}
         if failure.frame is not None:
             record["frame"] = failure.frame
         record = redact_obj(record)  # no URL password in errors.jsonl

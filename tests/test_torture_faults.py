@@ -68,3 +68,182 @@ def test_unwritable_project_train_eval(run_cli: CliRunner, tmp_path: Path) -> No
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _images(folder: Path, n: int, size: tuple[int, int] = (96, 64)) -> Path:
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"im{i:02d}.jpg"), img)
+    return folder
+
+
+def _env() -> dict[str, str]:
+    import os
+    import sys
+
+    env = {**os.environ, "DENSECNN_OFFLINE": "1", "COLUMNS": "120"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["_PY"] = sys.executable
+    return env
+
+
+def _popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    import sys
+
+    env = _env()
+    env["DENSECNN_WEIGHTS_DIR"] = str(cwd / "_weights")
+    return subprocess.Popen(
+        [sys.executable, "-m", "densecnn", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(pred, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_disk_full(run_cli: CliRunner, tmp_path: Path) -> None:
+    import cv2
+
+    src = _images(tmp_path / "in", 8, size=(640, 480))  # ~250 KB each as noise JPEGs
+    with tmpfs(tmp_path / "full") as full:
+        proc = run_cli("detect", str(src), "--out", str(full))
+        assert proc.returncode == 4, proc.stderr
+        assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr
+        run = full / "predict"
+        rows = _rows(run / "predictions.jsonl")  # every line complete
+        assert 0 < len(rows) < 8 and len({r["source"] for r in rows}) == len(rows)
+        for image in run.glob("*.jpg"):  # what was written is whole
+            assert cv2.imread(str(image)) is not None
+        assert not list(run.glob(".*.tmp"))  # no temp file left behind
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path: Path) -> None:
+    src = _images(tmp_path / "in", 3)
+    procs = [_popen("detect", str(src), "--out", "o", "-q", cwd=tmp_path) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    folders = sorted(out.strip().splitlines()[-1] for out, _ in outs)
+    assert folders == ["o/predict", "o/predict2"]
+    for folder in folders:
+        assert len(_rows(tmp_path / folder / "predictions.jsonl")) == 3
+
+
+def test_second_writer_into_a_busy_folder_is_refused(run_cli: CliRunner, tmp_path: Path) -> None:
+    import fcntl
+
+    src = _images(tmp_path / "in", 1)
+    run = tmp_path / "o" / "predict"
+    run.mkdir(parents=True)
+    with (run / ".densecnn.lock").open("a+") as lock:  # as a running densecnn holds it
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        lock.write("4242")
+        lock.flush()
+        proc = run_cli("detect", str(src), "--out", "o", "--exist-ok")
+        assert proc.returncode == 2 and "in use by another densecnn run (pid 4242)" in proc.stderr
+        proc = run_cli("segment", str(src), "--out", "o", "--name", "predict", "--resume")
+        assert proc.returncode == 2 and "in use" in proc.stderr
+    proc = run_cli("detect", str(src), "--out", "o", "--exist-ok")  # released: fine
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_sigterm_finalizes_video(tmp_path: Path) -> None:
+    import signal
+
+    import av
+    from conftest import write_video
+
+    video = write_video(tmp_path / "v.mp4", frames=200, width=160, height=120)
+    proc = _popen("detect", str(video), "--out", "o", cwd=tmp_path)
+    rows = tmp_path / "o" / "predict" / "predictions.jsonl"
+    assert _wait_for(lambda: rows.is_file() and rows.read_text().count("\n") >= 3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    summary = json.loads((tmp_path / "o" / "predict" / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["frames"] < 200
+    assert len(_rows(rows)) == summary["frames"]
+    with av.open(str(tmp_path / "o" / "predict" / "v.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == summary["frames"]
+
+
+def _check_segment_run(run: Path, sources: list[str], *, overlays: bool = True) -> None:
+    import cv2
+
+    rows = _rows(run / "predictions.jsonl")
+    assert sorted(r["source"] for r in rows) == sorted(sources)  # no duplicate, no missing row
+    for s in sources:
+        assert cv2.imread(str(run / "masks" / f"{s}.png"), cv2.IMREAD_UNCHANGED) is not None
+        if overlays:
+            assert cv2.imread(str(run / s)) is not None
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["inputs"] == len(sources) and summary["frames"] == len(sources)
+
+
+def test_segment_resume_redoes_an_image_without_overlay(run_cli: CliRunner, tmp_path: Path) -> None:
+    """kill -9 between an image's mask and its overlay: --resume redoes it (it is not done), keeps
+    one row per image, and summary.json describes the whole run."""
+    src = _images(tmp_path / "in", 4)
+    assert run_cli("segment", str(src), "--out", "o").returncode == 0
+    run = tmp_path / "o" / "predict"
+    full = json.loads((run / "summary.json").read_text())
+    (run / "im02.jpg").unlink()  # the overlay the kill prevented
+    (run / "summary.json").unlink()
+    with (run / "predictions.jsonl").open("a") as fh:
+        fh.write('{"source":"im03.jpg","fra')  # and a torn last line
+    proc = run_cli("segment", str(src), "--out", "o", "--resume")
+    assert proc.returncode == 0, proc.stderr
+    _check_segment_run(run, [f"im{i:02d}.jpg" for i in range(4)])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["skipped_done"] == 3
+    assert summary["class_counts"] == full["class_counts"]
+
+
+@pytest.mark.parametrize("after", [1, 3])
+def test_segment_kill9_then_resume(run_cli: CliRunner, tmp_path: Path, after: int) -> None:
+    import signal
+
+    src = _images(tmp_path / "in", 6)
+    proc = _popen("segment", str(src), "--out", "o", cwd=tmp_path)
+    masks = tmp_path / "o" / "predict" / "masks"
+    assert _wait_for(lambda: masks.is_dir() and len(list(masks.glob("*.png"))) >= after)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    proc2 = run_cli("segment", str(src), "--out", "o", "--resume")
+    assert proc2.returncode == 0, proc2.stderr
+    _check_segment_run(tmp_path / "o" / "predict", [f"im{i:02d}.jpg" for i in range(6)])
+
+
+def test_detect_kill9_leaves_valid_outputs(tmp_path: Path) -> None:
+    import signal
+
+    import cv2
+
+    from densecnn.sinks.jsonl import read_jsonl
+
+    src = _images(tmp_path / "in", 12)
+    proc = _popen("detect", str(src), "--out", "o", cwd=tmp_path)
+    rows = tmp_path / "o" / "predict" / "predictions.jsonl"
+    assert _wait_for(lambda: rows.is_file() and rows.read_text().count("\n") >= 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    records = read_jsonl(rows)  # a torn last line is dropped, every other line parses
+    assert len({r["source"] for r in records}) == len(records) >= 2
+    for image in (tmp_path / "o" / "predict").glob("*.jpg"):
+        assert cv2.imread(str(image)) is not None

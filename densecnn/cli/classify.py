@@ -40,7 +40,8 @@ def classify(
     Writes to runs/classify/predict (predict2, ... on later runs): predictions.jsonl and
     predictions.csv (top-k classes per image or frame), annotated images and H.264 videos with the top
     classes drawn, summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done,
-    1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
+    1 some failed, 2 usage error, 3 weights unavailable or untrusted, 4 outputs could not be written
+    (disk full...), 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig

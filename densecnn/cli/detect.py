@@ -41,7 +41,8 @@ def detect(
     Writes to runs/detect/predict (predict2, ... on later runs): annotated images and H.264 videos
     (live streams: a recording), predictions.jsonl (one line per frame), predictions.coco.json
     (images), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some
-    failed, 2 usage error, 3 weights unavailable, 130 interrupted.
+    failed, 2 usage error, 3 weights unavailable or untrusted, 4 outputs could not be written (disk
+    full...), 130 interrupted.
     """
     from densecnn.cli.run import configure_logging
     from densecnn.config import PredictConfig

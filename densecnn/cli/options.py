@@ -96,6 +96,19 @@ OnError = typer.Option(
     "--on-error",
     help="skip: record a bad input in errors.jsonl and go on; fail: stop at the first.",
 )
+
+
+class CorruptPolicy(StrEnum):
+    skip = "skip"
+    process = "process"
+
+
+OnCorrupt = typer.Option(
+    CorruptPolicy.skip,
+    "--on-corrupt",
+    help="Truncated or corrupt images (e.g. damaged JPEG data OpenCV would decode with grey parts): "
+    "skip: record them in errors.jsonl as failed inputs; process: decode them anyway.",
+)
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bar or table: only errors and the run folder.")
 Verbose = typer.Option(False, "--verbose", "-v", help="Show tracebacks and library logs.")
 
@@ -141,6 +154,7 @@ class Shared:
     name: str = "predict"
     exist_ok: bool = False
     on_error: ErrorPolicy = ErrorPolicy.skip
+    on_corrupt: CorruptPolicy = CorruptPolicy.skip
     stream_mode: StreamModeChoice | None = None
     reconnect: int = 5
     stall_timeout: float = 10.0
@@ -164,6 +178,7 @@ class Shared:
             "name": self.name,
             "exist_ok": self.exist_ok,
             "on_error": self.on_error.value,
+            "on_corrupt": self.on_corrupt.value,
         }
         return OutputConfig(**{**base, **extra})
 
@@ -190,6 +205,7 @@ _SHARED_OPTIONS: dict[str, Any] = {
     "name": Name,
     "exist_ok": ExistOk,
     "on_error": OnError,
+    "on_corrupt": OnCorrupt,
     "stream_mode": StreamModeOpt,
     "reconnect": Reconnect,
     "stall_timeout": StallTimeout,

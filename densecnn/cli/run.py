@@ -62,7 +62,7 @@ def run_prediction(
     """
     from densecnn.config import LiveConfig
     from densecnn.device import describe
-    from densecnn.fsutil import atomic_write_json, ensure_writable_dir, next_run_dir
+    from densecnn.fsutil import atomic_write_json, claim_run_dir, ensure_writable_dir
     from densecnn.pipeline import run
     from densecnn.redact import redact_obj
     from densecnn.sources import open_source
@@ -77,17 +77,23 @@ def run_prediction(
     src: Any = (
         open_live(source, lcfg)
         if live
-        else open_source(source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project])
+        else open_source(
+            source, vid_stride=pcfg.vid_stride, exclude=[ocfg.project], on_corrupt=ocfg.on_corrupt
+        )
     )
     mode = lcfg.mode_for(live)
     predictor, spec = build()
-    run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok)
     skipped = 0
     if is_done is not None:
         todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
         skipped, src.inputs = len(src.inputs) - len(todo), todo
     sinks = make_sinks(run_dir, predictor)
+    resumed = None
+    if is_done is not None:  # the earlier run's finished inputs count in this summary too
+        from densecnn.resume import ResumedPart
+
+        resumed = ResumedPart.read(run_dir / "predictions.jsonl", inputs=skipped)
     stop = threading.Event()
     display = _add_display(sinks, stop) if show else None
     if live:  # pay lazy initialisation before the streams open, not on their first frames
@@ -114,7 +120,7 @@ def run_prediction(
             console.print(f"Resuming {run_dir}: {skipped} inputs already done, skipped.")
         progress = RichProgress(console, task)
     extra = {"draw": draw} if draw is not None else {}
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt(), _output_errors(run_dir):
         summary = run(
             events=src.events(stop),
             predictor=predictor,
@@ -132,6 +138,8 @@ def run_prediction(
             **extra,
         )
     _add_live_counts(summary, src if live else None, display)
+    if resumed is not None:
+        resumed.add_to(summary)
     weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
     atomic_write_json(
         run_dir / "summary.json",
@@ -206,6 +214,22 @@ def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None)
         summary.dropped += src.dropped
     if display is not None and display.quit and summary.stopped_by is None:
         summary.stopped_by = "user"
+
+
+@contextlib.contextmanager
+def _output_errors(run_dir: Path) -> Iterator[None]:
+    """A failed write of an output (disk full, read-only, I/O error) ends the run as
+    ``OutputWriteError`` (exit 4): one line, no traceback; files written before it are complete."""
+    from densecnn.errors import OutputWriteError
+
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputWriteError(
+            f"Cannot write outputs in {run_dir}{where}: {exc.strerror or exc}. The run stopped; "
+            "every file written before is complete."
+        ) from exc
 
 
 @contextlib.contextmanager

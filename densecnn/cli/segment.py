@@ -3,6 +3,7 @@ of images, folders and videos."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,7 +99,8 @@ def segment(
     H.264 videos, predictions.jsonl (per image or frame: per-class pixel fractions, and for instance
     models each instance's class, score, box and COCO RLE mask), predictions.coco.json (instance
     models, image inputs), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs
-    done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
+    done, 1 some failed, 2 usage error, 3 weights unavailable or untrusted, 4 outputs could not be
+    written (disk full...), 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig
@@ -147,7 +149,7 @@ def segment(
             counts_label="Instances per class" if instances else "Images per class",
             record={"alpha": alpha, "resumed": resume},
             draw=_drawer(alpha),
-            is_done=input_done if resume else None,
+            is_done=partial(input_done, overlay=save_overlay) if resume else None,
         )
     raise typer.Exit(code)
 
@@ -170,27 +172,36 @@ def _build(pcfg: PredictConfig, names: tuple[str, ...] | None) -> tuple[Predicto
 
 def _drawer(alpha: float) -> Any:
     """``draw_result`` with this overlay opacity."""
-    from functools import partial
-
     from densecnn.draw import draw_result
 
     return partial(draw_result, alpha=alpha)
 
 
-def input_done(run_dir: Path, ref: InputRef) -> bool:
-    """An image is done when its mask file exists (masks are written atomically), a video when its
-    ``complete.json`` marker does (written after all its frames went through every sink)."""
+def input_done(run_dir: Path, ref: InputRef, *, overlay: bool = False) -> bool:
+    """An image is done when its mask and (``overlay``) its overlay exist (both written atomically,
+    the overlay last), a video when its ``complete.json`` marker does (written after all its frames
+    went through every sink)."""
     from densecnn.sinks.masks import is_complete
 
-    return is_complete(run_dir, ref.source, video=ref.kind == "video")
+    return is_complete(run_dir, ref.source, video=ref.kind == "video", overlay=overlay)
 
 
-def _row_done(run_dir: Path, row: dict[str, Any]) -> bool:
-    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume)."""
+def _row_done(run_dir: Path, row: dict[str, Any], *, overlay: bool = False) -> bool:
+    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume;
+    the same test as :func:`input_done`, so a redone input never has two rows)."""
     from densecnn.sinks.masks import is_complete
 
     source = str(row.get("source", ""))
-    return is_complete(run_dir, source, video=False) or is_complete(run_dir, source, video=True)
+    return is_complete(run_dir, source, video=False, overlay=overlay) or is_complete(
+        run_dir, source, video=True
+    )
+
+
+def _image_row_done(run_dir: Path, row: dict[str, Any], *, overlay: bool = False) -> bool:
+    """A kept row of a finished image input (what predictions.coco.json holds)."""
+    from densecnn.sinks.masks import is_complete
+
+    return is_complete(run_dir, str(row.get("source", "")), video=False, overlay=overlay)
 
 
 def make_sinks(
@@ -205,16 +216,23 @@ def make_sinks(
 ) -> list[Sink]:
     """predictions.jsonl and classes.json always; predictions.coco.json for instance models; masks and
     overlays as asked; last, the video completion markers (see ``input_done``)."""
-    from functools import partial
-
     from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink, VideoSink
     from densecnn.sinks.masks import CompletionSink, write_classes_json
 
     write_classes_json(run_dir / "classes.json", names, instances=instances)
-    keep = partial(_row_done, run_dir) if append else None
-    sinks: list[Sink] = [JsonlSink(run_dir / "predictions.jsonl", append=append, keep=keep)]
+    keep = partial(_row_done, run_dir, overlay=ocfg.save) if append else None
+    jsonl = JsonlSink(run_dir / "predictions.jsonl", append=append, keep=keep)
+    sinks: list[Sink] = [jsonl]
     if instances:
-        sinks.append(CocoSink(run_dir / "predictions.coco.json", class_names=names))
+        coco = CocoSink(run_dir / "predictions.coco.json", class_names=names)
+        if append:  # the finished images of the earlier run, from their kept rows
+            from densecnn.sinks.jsonl import read_jsonl
+
+            done = partial(_image_row_done, run_dir, overlay=ocfg.save)
+            for row in read_jsonl(jsonl.path):
+                if done(row):
+                    coco.add_record(row)
+        sinks.append(coco)
     if save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
