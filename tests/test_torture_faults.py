@@ -247,3 +247,14 @@ def test_detect_kill9_leaves_valid_outputs(tmp_path: Path) -> None:
     assert len({r["source"] for r in records}) == len(records) >= 2
     for image in (tmp_path / "o" / "predict").glob("*.jpg"):
         assert cv2.imread(str(image)) is not None
+
+
+def test_piped_output_never_wraps(run_cli: CliRunner, tmp_path: Path) -> None:
+    """Messages for machines and logs do not depend on the terminal width: a long run folder path
+    stays whole on its line even with COLUMNS=40 (stdout is a pipe here)."""
+    out = tmp_path / ("deep-" * 12) / "runs"
+    src = _images(tmp_path / "in", 1)
+    proc = run_cli("detect", str(src), "--out", str(out), env={"COLUMNS": "40"})
+    assert proc.returncode == 0, proc.stderr
+    (header,) = [line for line in proc.stdout.splitlines() if line.startswith("densecnn detect")]
+    assert header.endswith(str(out / "predict"))

@@ -13,9 +13,20 @@ from rich.markup import escape
 from densecnn.errors import DenseCNNError
 from densecnn.redact import redact_text
 
-# soft_wrap: long paths and URLs in messages stay on one line, copyable, when output is piped
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console whose messages are never wrapped when it is not a terminal (piped, logged, captured
+    by a test): what machines and logs read must not depend on the terminal width (or on
+    ``COLUMNS``). On a terminal, rich wraps at its width as usual; stderr messages never wrap, so
+    long paths and URLs stay on one line, copyable."""
+    out = Console(stderr=stderr)
+    if stderr or not out.is_terminal:
+        out.soft_wrap = True
+    return out
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @contextlib.contextmanager
