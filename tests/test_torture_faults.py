@@ -258,3 +258,57 @@ def test_piped_output_never_wraps(run_cli: CliRunner, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (header,) = [line for line in proc.stdout.splitlines() if line.startswith("densecnn detect")]
     assert header.endswith(str(out / "predict"))
+
+
+@pytest.fixture(scope="module")
+def cls_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from _factories import make_yolo_cls_checkpoint
+
+    return make_yolo_cls_checkpoint(tmp_path_factory.mktemp("w") / "tiny-cls.pt", imgsz=64)
+
+
+def _media(folder: Path) -> list[tuple[str, int]]:
+    """6 images and a 40-frame video: (source, frame) of every row a complete run writes."""
+    from conftest import write_video
+
+    _images(folder, 6)
+    write_video(folder / "clip.mp4", frames=40, width=96, height=64)
+    return sorted([(f"im{i:02d}.jpg", 0) for i in range(6)] + [("clip.mp4", i) for i in range(40)])
+
+
+@pytest.mark.parametrize(("task", "rows_before_kill"), [("detect", 2), ("detect", 12), ("classify", 9)])
+def test_kill9_then_resume_detect_classify(
+    run_cli: CliRunner, tmp_path: Path, cls_weights: Path, task: str, rows_before_kill: int
+) -> None:
+    """kill -9 at some row (in the images, or inside the video), then --resume: every frame has
+    exactly one row, the outputs decode, and summary.json describes the whole run."""
+    import signal
+
+    import av
+
+    expected = _media(tmp_path / "in")
+    extra = ["--weights", str(cls_weights)] if task == "classify" else []
+    proc = _popen(task, "in", "--out", "o", *extra, cwd=tmp_path)
+    rows = tmp_path / "o" / "predict" / "predictions.jsonl"
+    assert _wait_for(lambda: rows.is_file() and rows.read_text().count("\n") >= rows_before_kill)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (tmp_path / "o" / "predict" / "summary.json").exists()  # killed before the end
+    again = run_cli(task, "in", "--out", "o", *extra, "--resume")
+    assert again.returncode == 0, again.stderr
+    run = tmp_path / "o" / "predict"
+    got = sorted((r["source"], r["frame"]) for r in _rows(rows))
+    assert got == expected
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["inputs"], summary["frames"]) == (7, len(expected))
+    with av.open(str(run / "clip.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 40
+    if task == "detect":
+        coco = json.loads((run / "predictions.coco.json").read_text())
+        assert sorted(i["file_name"] for i in coco["images"]) == [f"im{i:02d}.jpg" for i in range(6)]
+    else:
+        import csv
+
+        with (run / "predictions.csv").open() as fh:
+            table = list(csv.DictReader(fh))
+        assert sorted((r["source"], int(r["frame"])) for r in table) == expected

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -31,6 +31,7 @@ def classify(
         None, "--imgsz", help="Centre-crop size in pixels (default: the model's, 224 for the zoo models)."
     ),
     save: bool = opt.Save,
+    resume: bool = opt.Resume,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -45,6 +46,7 @@ def classify(
     """
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import PredictConfig
+    from densecnn.sinks.done import Resume
 
     configure_logging(shared.verbose)
     with user_errors(verbose=shared.verbose):
@@ -57,7 +59,8 @@ def classify(
             topk=topk,
             **shared.predict_kwargs(),
         )
-        ocfg = shared.output_config("classify", save=save)
+        ocfg = shared.output_config("classify", save=save, exist_ok=shared.exist_ok or resume)
+        state = Resume() if resume else None
         code = run_prediction(
             task="classify",
             source=source,
@@ -66,9 +69,10 @@ def classify(
             quiet=shared.quiet,
             lcfg=shared.live_config(),
             build=lambda: _build(pcfg),
-            make_sinks=lambda run_dir, predictor: make_sinks(run_dir, ocfg, pcfg),
+            make_sinks=lambda run_dir, predictor: make_sinks(run_dir, ocfg, pcfg, resume=state),
             counts_label="Top-1 classes",
-            record={"topk": pcfg.topk},
+            record={"topk": pcfg.topk, "resumed": resume},
+            is_done=state.is_done if state is not None else None,
         )
     raise typer.Exit(code)
 
@@ -79,14 +83,25 @@ def _build(pcfg: PredictConfig) -> tuple[Predictor, ModelSpec]:
     return load_classifier(pcfg)
 
 
-def make_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig) -> list[Sink]:
-    """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``."""
+def make_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, *, resume: Any = None) -> list[Sink]:
+    """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``;
+    last, the ledger of finished inputs (``--resume``: the earlier run's rows are kept for those)."""
     from densecnn.sinks import CsvSink, ImageSink, JsonlSink, VideoSink
+    from densecnn.sinks.done import DoneSink
+    from densecnn.sinks.jsonl import read_jsonl
 
-    sinks: list[Sink] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CsvSink(run_dir / "predictions.csv", topk=pcfg.topk),
-    ]
+    ledger = resume.ledger(run_dir) if resume is not None else None
+    jsonl = JsonlSink(
+        run_dir / "predictions.jsonl",
+        append=ledger is not None,
+        keep=ledger.keep_row if ledger is not None else None,
+    )
+    csv = CsvSink(run_dir / "predictions.csv", topk=pcfg.topk)
+    if ledger is not None:
+        for row in read_jsonl(jsonl.path):
+            csv.add_record(row)
+    sinks: list[Sink] = [jsonl, csv]
     if ocfg.save:
         sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+    sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks

@@ -32,6 +32,7 @@ def detect(
     save_txt: bool = opt.SaveTxt,
     save_conf: bool = opt.SaveConf,
     save_crops: bool = opt.SaveCrops,
+    resume: bool = opt.Resume,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -62,18 +63,31 @@ def detect(
             **shared.predict_kwargs(),
         )
         ocfg = shared.output_config(
-            "detect", save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops
+            "detect",
+            save=save,
+            save_txt=save_txt,
+            save_conf=save_conf,
+            save_crops=save_crops,
+            exist_ok=shared.exist_ok or resume,
         )
-        code = run_detect(source, pcfg, ocfg, quiet=shared.quiet, lcfg=shared.live_config())
+        code = run_detect(source, pcfg, ocfg, quiet=shared.quiet, lcfg=shared.live_config(), resume=resume)
     raise typer.Exit(code)
 
 
 def run_detect(
-    source: str, pcfg: PredictConfig, ocfg: OutputConfig, *, quiet: bool, lcfg: LiveConfig | None = None
+    source: str,
+    pcfg: PredictConfig,
+    ocfg: OutputConfig,
+    *,
+    quiet: bool,
+    lcfg: LiveConfig | None = None,
+    resume: bool = False,
 ) -> int:
     """Open the source, build the detector, run the pipeline, report. Returns the exit code."""
     from densecnn.cli.run import run_prediction
+    from densecnn.sinks.done import Resume
 
+    state = Resume() if resume else None
     return run_prediction(
         task="detect",
         source=source,
@@ -82,8 +96,12 @@ def run_detect(
         quiet=quiet,
         lcfg=lcfg,
         build=lambda: _build(pcfg),
-        make_sinks=lambda run_dir, predictor: _make_sinks(run_dir, ocfg, pcfg.vid_stride, predictor.names),
+        make_sinks=lambda run_dir, predictor: _make_sinks(
+            run_dir, ocfg, pcfg.vid_stride, predictor.names, resume=state
+        ),
         counts_label="Detections",
+        record={"resumed": resume},
+        is_done=state.is_done if state is not None else None,
     )
 
 
@@ -93,17 +111,29 @@ def _build(pcfg: PredictConfig) -> tuple[Predictor, ModelSpec]:
     return build_detector(pcfg)
 
 
-def _make_sinks(run_dir: Path, ocfg: Any, vid_stride: int, names: dict[int, str]) -> list[Any]:
+def _make_sinks(
+    run_dir: Path, ocfg: Any, vid_stride: int, names: dict[int, str], *, resume: Any = None
+) -> list[Any]:
     from densecnn.sinks import CocoSink, CropsSink, ImageSink, JsonlSink, LabelsSink, VideoSink
+    from densecnn.sinks.done import DoneSink
+    from densecnn.sinks.jsonl import read_jsonl
 
-    sinks: list[Any] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CocoSink(run_dir / "predictions.coco.json", class_names=names),
-    ]
+    ledger = resume.ledger(run_dir) if resume is not None else None
+    jsonl = JsonlSink(
+        run_dir / "predictions.jsonl",
+        append=ledger is not None,
+        keep=ledger.keep_row if ledger is not None else None,
+    )
+    coco = CocoSink(run_dir / "predictions.coco.json", class_names=names)
+    if ledger is not None:  # the earlier run's finished images, from their kept rows
+        for row in ledger.image_rows(read_jsonl(jsonl.path)):
+            coco.add_record(row)
+    sinks: list[Any] = [jsonl, coco]
     if ocfg.save:
         sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=vid_stride)]
     if ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if ocfg.save_crops:
         sinks.append(CropsSink(run_dir))
+    sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks

@@ -109,6 +109,12 @@ OnCorrupt = typer.Option(
     help="Truncated or corrupt images (e.g. damaged JPEG data OpenCV would decode with grey parts): "
     "skip: record them in errors.jsonl as failed inputs; process: decode them anyway.",
 )
+Resume = typer.Option(
+    False,
+    "--resume",
+    help="Continue the run folder --name (default predict) after a crash or kill: inputs the earlier "
+    "run finished (every output written) are skipped, the rest is redone, each frame keeps one row.",
+)
 Quiet = typer.Option(False, "--quiet", "-q", help="No progress bar or table: only errors and the run folder.")
 Verbose = typer.Option(False, "--verbose", "-v", help="Show tracebacks and library logs.")
 

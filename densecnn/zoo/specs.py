@@ -21,8 +21,9 @@ class WeightsFile:
     ``None`` where no digest could be sourced: the file is then not verified (``matches`` accepts
     any digest; ``densecnn models`` shows none). ``pickled`` files run code when loaded (Ultralytics
     ``.pt``): they are loaded with Ultralytics' ``weights_only`` allow-list; a full unpickle happens
-    only for a file the user named *and* allowed (``--trust-weights``). ``embedded`` files ship with densecnn in the checkout's
-    ``weights/`` folder (``url`` is empty): never downloaded, digest-checked on every use.
+    only for a file the user named *and* allowed (``--trust-weights``). ``embedded`` files ship with
+    densecnn in the checkout's ``weights/`` folder (``url`` is empty): never downloaded,
+    digest-checked on every use.
     """
 
     file_name: str
