@@ -8,6 +8,7 @@ else on the command line.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,24 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):  # not a pickle at all: damaged or another format
+            raise UsageError(
+                f"Could not read {path} as a torchvision state dict: {str(exc).splitlines()[0]}",
+                hint="The file is damaged or not a state dict: copy or export it again.",
+            ) from None
+        # weights_only refused a global: the file holds more than tensors
+        from densecnn.errors import UntrustedWeightsError
+        from densecnn.integrations.ultralytics import unsafe_globals
+
+        names = unsafe_globals(path)
+        shown = f" ({', '.join(names[:5])})" if names else ""
+        raise UntrustedWeightsError(
+            f"{path} is not a plain state dict: it names Python objects{shown} that only a full unpickle "
+            "would create, and a full unpickle runs code stored in the file. State dicts load with "
+            "torch.load(weights_only=True) only.",
+            hint="Save the weights as tensors: torch.save(model.state_dict(), FILE) or safetensors.",
+        ) from None
     except Exception as exc:
         raise UsageError(
             f"Could not read {path} as a torchvision state dict: {exc}",

@@ -34,10 +34,13 @@ class _Payload:
         return (builtins.open, (self.marker, "w"))
 
 
-def _evil(path: Path, marker: Path) -> Path:
-    """A torch.save zip that names Ultralytics (so densecnn takes it for an Ultralytics .pt) and
-    carries the payload where the model should be."""
-    torch.save({"model": _Payload(marker), "train_args": {}, "note": "ultralytics.nn.tasks"}, path)
+def _evil(path: Path, marker: Path, *, ultralytics: bool = True) -> Path:
+    """A torch.save zip that carries the payload where the model should be; ``ultralytics``: it also
+    names Ultralytics (so densecnn takes it for an Ultralytics .pt), else it poses as a state dict."""
+    if ultralytics:
+        torch.save({"model": _Payload(marker), "train_args": {}, "note": "ultralytics.nn.tasks"}, path)
+    else:
+        torch.save({"conv.weight": torch.zeros(1), "conv.bias": _Payload(marker)}, path)
     return path
 
 
@@ -80,13 +83,34 @@ def test_pickle_payload_refused_without_consent(
     ids=lambda c: c[0],
 )
 def test_pickle_payload_in_state_dict_paths(run_cli: CliRunner, tmp_path: Path, cmd: list[str]) -> None:
-    """torchvision state dicts load with weights_only=True: the payload is refused, never run."""
+    """torchvision state dicts load with weights_only=True: the payload is refused (exit 3, one
+    short message), never run."""
     marker = tmp_path / "PWNED"
-    weights = _evil(tmp_path / "evil.pth", marker)
+    weights = _evil(tmp_path / "evil.pth", marker, ultralytics=False)
     proc = run_cli(cmd[0], str(IMAGE), *cmd[1:], "--weights", str(weights), "--out", str(tmp_path / "o"))
     assert not marker.exists()
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 3, proc.stderr
+    assert "not a plain state dict" in proc.stderr and "io.open" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 2
+
+
+def test_pickle_payload_train_eval_classify(run_cli: CliRunner, tmp_path: Path) -> None:
+    """Starting weights for training and evaluated weights load as state dicts: refused, never run."""
+    import cv2
+    import numpy as np
+
+    marker = tmp_path / "PWNED"
+    weights = _evil(tmp_path / "evil.pth", marker, ultralytics=False)
+    for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg", "b/2.jpg"):
+        (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "data" / name), np.full((32, 32, 3), 100, np.uint8))
+    for args in (
+        ["train", "classify", "--no-pretrained", "--epochs", "1"],
+        ["eval", "classify", "--model", "resnet18"],
+    ):
+        proc = run_cli(*args, "--data", "data", "--weights", str(weights), "--project", "runs")
+        assert not marker.exists()
+        assert proc.returncode == 3 and "not a plain state dict" in proc.stderr, proc.stderr
 
 
 def _tiny_data(root: Path) -> Path:
