@@ -46,4 +46,5 @@ class ResumedPart:
         """Count the earlier run's finished inputs in ``summary`` (a ``RunSummary``)."""
         summary.inputs += self.inputs
         summary.frames += self.frames
+        summary.resumed_frames += self.frames
         summary.class_counts.update(self.class_counts)
