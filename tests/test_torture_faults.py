@@ -312,3 +312,29 @@ def test_kill9_then_resume_detect_classify(
         with (run / "predictions.csv").open() as fh:
             table = list(csv.DictReader(fh))
         assert sorted((r["source"], int(r["frame"])) for r in table) == expected
+
+
+def test_instance_segment_resume_keeps_coco_whole(run_cli: CliRunner, tmp_path: Path) -> None:
+    """An instance model's predictions.coco.json after --resume holds the finished images of both
+    runs (rebuilt from their kept rows) and loads in pycocotools."""
+    from _factories import make_yolo_seg_checkpoint
+    from pycocotools.coco import COCO
+
+    weights = make_yolo_seg_checkpoint(tmp_path / "seg.pt", images=[IMAGE], imgsz=160)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        (src / f"p{i}.jpg").write_bytes(IMAGE.read_bytes())
+    args = ("segment", "in", "--weights", str(weights), "--imgsz", "160", "--out", "o")
+    assert run_cli(*args).returncode == 0
+    run = tmp_path / "o" / "predict"
+    whole = json.loads((run / "predictions.coco.json").read_text())
+    (run / "p1.jpg").unlink()  # killed before this overlay and before the COCO file was written
+    (run / "predictions.coco.json").unlink()
+    proc = run_cli(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    coco = COCO(str(run / "predictions.coco.json"))
+    assert sorted(img["file_name"] for img in coco.dataset["images"]) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+    assert len(coco.dataset["annotations"]) == len(whole["annotations"]) > 0
+    rows = _rows(run / "predictions.jsonl")
+    assert sum(len(r["instances"]) for r in rows) == len(whole["annotations"])
