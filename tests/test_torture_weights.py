@@ -274,3 +274,23 @@ def test_convert_predicts_identically(
         runs.append(_rows(tmp_path / "r" / name))
     assert runs[0] == runs[1]
     assert runs[0][0].get("detections") or runs[0][0].get("instances") or runs[0][0].get("classes")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("truncated", "truncated or corrupt file: 3,000,000 bytes"),
+        ("empty", "empty"),
+        ("text", "not a PyTorch"),
+    ],
+)
+def test_damaged_pt_files(tmp_path: Path, yolo_weights: Path, name: str, reason: str) -> None:
+    """A damaged .pt is named as such (with its size) before Ultralytics sees it."""
+    from densecnn.errors import UsageError
+    from densecnn.tasks.detect.yolo import load_yolo_module
+
+    path = tmp_path / f"{name}.pt"
+    data = {"truncated": yolo_weights.read_bytes()[:3_000_000], "empty": b"", "text": b"hello\n"}[name]
+    path.write_bytes(data)
+    with pytest.raises(UsageError, match=reason):
+        load_yolo_module(path, user_named=True)

@@ -45,6 +45,12 @@ def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> to
         from densecnn.tasks.detect.yolo_state import load_yolo_state
 
         return load_yolo_state(path)
+    damage = pt_damage(path)
+    if damage is not None:
+        raise UsageError(
+            f"Could not load {path}: {damage}.",
+            hint="Copy, download or export the file again (compare its size with the original).",
+        )
     import_ultralytics()
     from ultralytics.nn.tasks import load_checkpoint
 
@@ -76,6 +82,27 @@ def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> to
             hint="If it came from the weight cache, run `densecnn weights verify` and pull it again.",
         ) from exc
     return model
+
+
+def pt_damage(path: Path) -> str | None:
+    """Why ``path`` cannot be a ``torch.save`` file (read as bytes, never unpickled), or None."""
+    import zipfile
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if size == 0:
+        return "truncated or corrupt file: it is empty (0 bytes)"
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return (
+                f"truncated or corrupt file: {size:,} bytes, and the torch.save zip archive has no "
+                "central directory (the end of the file is missing)"
+            )
+        return None
+    if not head.startswith(b"\x80"):  # a legacy torch.save pickle starts with its protocol opcode
+        return f"not a PyTorch checkpoint ({size:,} bytes, neither a torch.save zip nor a pickle)"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
