@@ -8,6 +8,7 @@ else on the command line.
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,11 +66,12 @@ def read_meta(path: Path) -> CheckpointMeta | None:
         return None
     from safetensors import safe_open
 
+    check_safetensors(Path(path))
     try:
         with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get(_KEY)
-    except Exception:
-        return None
+    except Exception as exc:
+        raise _corrupt(Path(path), f"safetensors cannot read it ({str(exc).splitlines()[0]})") from None
     if raw is None:
         return None
     fields = json.loads(raw)
@@ -80,6 +82,40 @@ def read_meta(path: Path) -> CheckpointMeta | None:
     for key in ("class_names", "mean", "std"):
         fields[key] = tuple(fields[key])
     return CheckpointMeta(**fields)
+
+
+def check_safetensors(path: Path) -> None:
+    """UsageError ("truncated or corrupt file", with the sizes) unless ``path``'s safetensors header
+    parses and every tensor it declares lies inside the file. Reads only the header."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise _corrupt(path, f"{size} bytes, shorter than the 8-byte safetensors header length")
+        n = int.from_bytes(head, "little")
+        if 8 + n > size:
+            raise _corrupt(path, f"the header declares {n:,} bytes of JSON but the file has {size:,} bytes")
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise _corrupt(path, f"its {n:,}-byte header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise _corrupt(path, "its header is not a JSON object")
+    ends = [
+        t["data_offsets"][1]
+        for k, t in header.items()
+        if k != "__metadata__" and isinstance(t, dict) and isinstance(t.get("data_offsets"), list)
+    ]
+    need = 8 + n + max((int(e) for e in ends), default=0)
+    if need > size:
+        raise _corrupt(path, f"its tensors need {need:,} bytes but the file has {size:,} bytes")
+
+
+def _corrupt(path: Path, detail: str) -> UsageError:
+    return UsageError(
+        f"{path}: truncated or corrupt file: {detail}.",
+        hint="Copy or download the file again (compare its size and sha256 with the original).",
+    )
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
@@ -109,6 +145,24 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):  # not a pickle at all: damaged or another format
+            raise UsageError(
+                f"Could not read {path} as a torchvision state dict: {str(exc).splitlines()[0]}",
+                hint="The file is damaged or not a state dict: copy or export it again.",
+            ) from None
+        # weights_only refused a global: the file holds more than tensors
+        from densecnn.errors import UntrustedWeightsError
+        from densecnn.integrations.ultralytics import unsafe_globals
+
+        names = unsafe_globals(path)
+        shown = f" ({', '.join(names[:5])})" if names else ""
+        raise UntrustedWeightsError(
+            f"{path} is not a plain state dict: it names Python objects{shown} that only a full unpickle "
+            "would create, and a full unpickle runs code stored in the file. State dicts load with "
+            "torch.load(weights_only=True) only.",
+            hint="Save the weights as tensors: torch.save(model.state_dict(), FILE) or safetensors.",
+        ) from None
     except Exception as exc:
         raise UsageError(
             f"Could not read {path} as a torchvision state dict: {exc}",

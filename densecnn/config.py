@@ -12,6 +12,7 @@ from densecnn.errors import UsageError
 
 # The choices of --on-error, --stream-mode and --mask-mode, defined here only (the CLI's come from these)
 OnError = Literal["skip", "fail"]
+OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
 
@@ -46,6 +47,8 @@ class PredictConfig:
     max_det: int | None = None
     topk: int = 5
     vid_stride: int = 1
+    trust_weights: bool = False
+    """Consent to a full (code-running) unpickle of ``weights`` when a restricted load is not enough."""
 
     def __post_init__(self) -> None:
         for name in ("conf", "iou"):
@@ -89,9 +92,11 @@ class OutputConfig:
     alpha: float = 0.5
     resume: bool = False
     on_error: OnError = "skip"
+    on_corrupt: OnCorrupt = "skip"
 
     def __post_init__(self) -> None:
         check_choice("--on-error", self.on_error, OnError)
+        check_choice("--on-corrupt", self.on_corrupt, OnCorrupt)
         check_run_name(self.name)
         if not 0.0 <= self.alpha <= 1.0:
             raise UsageError(f"--alpha must be between 0 and 1, got {self.alpha}.")

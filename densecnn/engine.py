@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from densecnn.config import LiveConfig, OutputConfig, PredictConfig
     from densecnn.pipeline import Progress, RunSummary
     from densecnn.results import Prediction
+    from densecnn.resume import ResumedPart
     from densecnn.sinks.base import Sink
     from densecnn.sinks.display import DisplaySink
     from densecnn.tasks.base import Predictor
@@ -47,6 +48,7 @@ class PredictionRun:
     display: DisplaySink | None = None
     skipped: int = 0
     resuming: bool = False
+    resumed: ResumedPart | None = None  # what the earlier run of a resumed one had finished
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
 
@@ -68,12 +70,14 @@ class PredictionRun:
         predictor (``predictor`` as given, else ``densecnn.load``'s), then make the run folder and
         sinks when ``save``. ``show`` adds the ``--show`` window."""
         from densecnn import outputs
-        from densecnn.fsutil import next_run_dir
+        from densecnn.fsutil import claim_run_dir, ensure_writable_dir
         from densecnn.sources import open_source
         from densecnn.sources.stream import is_live, open_live
         from densecnn.tasks.loading import check_model_name, load_predictor
 
         check_model_name(pcfg.model, task)  # before the source opens and torch loads
+        if save:
+            ensure_writable_dir(ocfg.project)  # one line, exit 2, before any model loads
         live = isinstance(source, str) and is_live(source)
         is_done = outputs.done_check(task, ocfg)
         if live and is_done is not None:
@@ -82,20 +86,24 @@ class PredictionRun:
         src: Any = (
             open_live(source, lcfg)  # type: ignore[arg-type]
             if live
-            else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude)
+            else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude, on_corrupt=ocfg.on_corrupt)
         )
         if predictor is None:
             predictor = load_predictor(pcfg, task=task, class_names=class_names)
         run_dir = None
         sinks: list[Sink] = []
         skipped = 0
+        resumed: ResumedPart | None = None
         if save:
-            run_dir = next_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok or ocfg.resume)
-            run_dir.mkdir(parents=True, exist_ok=True)
+            run_dir = claim_run_dir(ocfg.project, ocfg.name, exist_ok=ocfg.exist_ok or ocfg.resume)
             if is_done is not None:
                 todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
                 skipped, src.inputs = len(src.inputs) - len(todo), todo
             sinks = outputs.make_sinks(task, run_dir, ocfg, pcfg, predictor)
+            if is_done is not None:  # the earlier run's finished inputs count in this summary too
+                from densecnn.resume import ResumedPart
+
+                resumed = ResumedPart.read(run_dir / "predictions.jsonl", inputs=skipped)
         run = cls(
             task=task,
             source=source if isinstance(source, str) else src.spec,
@@ -110,6 +118,7 @@ class PredictionRun:
             sinks=sinks,
             skipped=skipped,
             resuming=is_done is not None,
+            resumed=resumed,
         )
         if show:
             from densecnn.sinks.display import DisplaySink
@@ -158,6 +167,8 @@ class PredictionRun:
     def _add_live_counts(self) -> None:
         """Reconnects and capture-side drops of live sources; a quit from the window."""
         assert self.summary is not None
+        if self.resumed is not None:
+            self.resumed.add_to(self.summary)
         if self.live:
             self.summary.reconnects += self.src.reconnects
             self.summary.dropped += self.src.dropped
@@ -189,11 +200,12 @@ class PredictionRun:
         }
 
     def finish(self) -> None:
-        """Write summary.json (when saving)."""
+        """Write summary.json (when saving), with no URL password in it."""
         from densecnn.fsutil import atomic_write_json
+        from densecnn.redact import redact_obj
 
         if self.run_dir is not None and self.summary is not None:
-            atomic_write_json(self.run_dir / "summary.json", self.summary_record())
+            atomic_write_json(self.run_dir / "summary.json", redact_obj(self.summary_record()))
 
 
 def _warm_up(predictor: Predictor) -> None:

@@ -32,10 +32,23 @@ class WeightsUnavailableError(DenseCNNError):
     exit_code = 3
 
 
+class UntrustedWeightsError(DenseCNNError):
+    """A weight file needs a full (code-running) unpickle and the user has not allowed it (exit code 3)."""
+
+    exit_code = 3
+
+
 class ChecksumError(DenseCNNError):
     """A downloaded or cached weight file does not match its registered sha256."""
 
     exit_code = 3
+
+
+class OutputWriteError(DenseCNNError):
+    """The run's outputs could not be written (disk full, read-only, I/O error): the run stopped;
+    every file written before is complete (exit code 4)."""
+
+    exit_code = 4
 
 
 class InputError(DenseCNNError):

@@ -70,3 +70,63 @@ def output_path(root: Path, source: str, *, suffix: str | None = None, tag: str 
     rel = PurePosixPath(*parts) if parts else PurePosixPath("input")
     name = f"{rel.stem}{tag}{suffix if suffix is not None else rel.suffix}"
     return root.joinpath(*rel.parent.parts, name)
+
+
+def ensure_writable_dir(path: Path, *, option: str = "--out") -> None:
+    """``UsageError`` (exit 2) in one line naming the folder and the reason, unless ``path`` is a
+    folder densecnn can write in or can create. Nothing is left behind: the check writes a probe in
+    the nearest existing folder and removes it. Call it before loading a model."""
+    from densecnn.errors import UsageError
+
+    target = Path(path).absolute()
+    existing = target
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is not a folder" if existing.exists() else "is a broken link"
+        raise UsageError(f"{option} {path}: cannot make the output folder: {existing} {what}.")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".densecnn-write-check-", dir=existing))
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot write in {existing}: {e.strerror or e}.") from None
+
+
+_LOCKS: dict[Path, Any] = {}  # run folders this process holds (locks end with the process)
+LOCK_NAME = ".densecnn.lock"
+
+
+def claim_run_dir(parent: Path, name: str, *, exist_ok: bool) -> Path:
+    """Make and lock this run's folder: ``parent/name``, or (``exist_ok=False``) the first of
+    ``name``, ``name2``... that this call creates itself, so two runs started together never share
+    one. The folder is locked (``flock`` on ``.densecnn.lock``) while this process lives: a second
+    densecnn writing into it (``--exist-ok``, ``--resume``) is refused with a ``UsageError``."""
+    import fcntl
+
+    from densecnn.errors import UsageError
+
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = next_run_dir(parent, name, exist_ok=exist_ok)
+        try:
+            run_dir.mkdir(exist_ok=exist_ok)
+            break
+        except FileExistsError:  # another run took it between the check and the mkdir
+            continue
+    fh = (run_dir / LOCK_NAME).open("a+")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise UsageError(
+            f"{run_dir} is in use by another densecnn run (pid {holder}); two runs never write into "
+            "one folder.",
+            hint="Wait for it to finish, or pick another --name.",
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    _LOCKS[run_dir.absolute()] = fh
+    return run_dir

@@ -41,8 +41,8 @@ def summary_fields(task: str, ocfg: OutputConfig, pcfg: PredictConfig) -> dict[s
     if task == "segment":
         return {"alpha": ocfg.alpha, "resumed": ocfg.resume}
     if task == "classify":
-        return {"topk": pcfg.topk}
-    return {}
+        return {"topk": pcfg.topk, "resumed": ocfg.resume}
+    return {"resumed": ocfg.resume}
 
 
 def drawer(task: str, ocfg: OutputConfig) -> Callable[[Any, Any], Any] | None:
@@ -55,32 +55,58 @@ def drawer(task: str, ocfg: OutputConfig) -> Callable[[Any, Any], Any] | None:
 
 
 def done_check(task: str, ocfg: OutputConfig) -> Callable[[Path, InputRef], bool] | None:
-    """``is_done(run_dir, input)`` for a resumed run (segment --resume), else None."""
-    return input_done if task == "segment" and ocfg.resume else None
+    """``is_done(run_dir, input)`` for a resumed run (``--resume``), else None: segment looks at the
+    outputs themselves (mask, overlay, video marker), detect and classify at the ledger of finished
+    inputs (``.done.jsonl``, written last for each input)."""
+    if not ocfg.resume:
+        return None
+    if task == "segment":
+        return partial(input_done, overlay=ocfg.save)
+    from densecnn.sinks.done import Resume
+
+    return Resume().is_done
 
 
-def input_done(run_dir: Path, ref: InputRef) -> bool:
-    """An image is done when its mask file exists (masks are written atomically), a video when its
-    ``complete.json`` marker does (written after all its frames went through every sink)."""
+def input_done(run_dir: Path, ref: InputRef, *, overlay: bool = False) -> bool:
+    """An image is done when its mask and (``overlay``) its overlay exist (both written atomically,
+    the overlay last), a video when its ``complete.json`` marker does (written after all its frames
+    went through every sink)."""
     from densecnn.sinks.masks import is_complete
 
-    return is_complete(run_dir, ref.source, video=ref.kind == "video")
+    return is_complete(run_dir, ref.source, video=ref.kind == "video", overlay=overlay)
 
 
 def _detect_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor) -> list[Sink]:
-    from densecnn.sinks import CocoSink, CropsSink, ImageSink, JsonlSink, LabelsSink, VideoSink
+    """predictions.jsonl and .coco.json always; images, videos, labels, crops as asked; last, the
+    ledger of finished inputs (``--resume`` keeps the earlier run's rows for those)."""
+    from densecnn.sinks import CocoSink, CropsSink, ImageSink, LabelsSink, VideoSink
+    from densecnn.sinks.done import DoneSink
+    from densecnn.sinks.jsonl import read_jsonl
 
-    sinks: list[Sink] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CocoSink(run_dir / "predictions.coco.json", class_names=predictor.names),
-    ]
+    jsonl, ledger = _resumable_jsonl(run_dir, ocfg)
+    coco = CocoSink(run_dir / "predictions.coco.json", class_names=predictor.names)
+    if ledger is not None:  # the earlier run's finished images, from their kept rows
+        for row in ledger.image_rows(read_jsonl(jsonl.path)):
+            coco.add_record(row)
+    sinks: list[Sink] = [jsonl, coco]
     if ocfg.save:
         sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
     if ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if ocfg.save_crops:
         sinks.append(CropsSink(run_dir))
+    sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks
+
+
+def _resumable_jsonl(run_dir: Path, ocfg: OutputConfig) -> tuple[Any, Any]:
+    """predictions.jsonl, and with ``--resume`` the ledger whose finished inputs keep their rows."""
+    from densecnn.sinks import JsonlSink
+    from densecnn.sinks.done import Ledger
+
+    ledger = Ledger(run_dir) if ocfg.resume else None
+    keep = ledger.keep_row if ledger is not None else None
+    return JsonlSink(run_dir / "predictions.jsonl", append=ledger is not None, keep=keep), ledger
 
 
 def _segment_sinks(
@@ -89,13 +115,21 @@ def _segment_sinks(
     """predictions.jsonl and classes.json always; predictions.coco.json for instance models; masks and
     overlays as asked; last, the video completion markers (see ``input_done``)."""
     from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink, VideoSink
+    from densecnn.sinks.jsonl import read_jsonl
     from densecnn.sinks.masks import CompletionSink, write_classes_json
 
     write_classes_json(run_dir / "classes.json", predictor.names, instances=predictor.instances)
-    keep = partial(_row_done, run_dir) if ocfg.resume else None
-    sinks: list[Sink] = [JsonlSink(run_dir / "predictions.jsonl", append=ocfg.resume, keep=keep)]
+    keep = partial(_row_done, run_dir, overlay=ocfg.save) if ocfg.resume else None
+    jsonl = JsonlSink(run_dir / "predictions.jsonl", append=ocfg.resume, keep=keep)
+    sinks: list[Sink] = [jsonl]
     if predictor.instances:
-        sinks.append(CocoSink(run_dir / "predictions.coco.json", class_names=predictor.names))
+        coco = CocoSink(run_dir / "predictions.coco.json", class_names=predictor.names)
+        if ocfg.resume:  # the finished images of the earlier run, from their kept rows
+            done = partial(_image_row_done, run_dir, overlay=ocfg.save)
+            for row in read_jsonl(jsonl.path):
+                if done(row):
+                    coco.add_record(row)
+        sinks.append(coco)
     if ocfg.save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
@@ -105,24 +139,39 @@ def _segment_sinks(
     return sinks
 
 
-def _row_done(run_dir: Path, row: dict[str, Any]) -> bool:
-    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume)."""
+def _row_done(run_dir: Path, row: dict[str, Any], *, overlay: bool = False) -> bool:
+    """Whether a predictions.jsonl row of an earlier run belongs to a finished input (kept on resume;
+    the same test as :func:`input_done`, so a redone input never has two rows)."""
     from densecnn.sinks.masks import is_complete
 
     source = str(row.get("source", ""))
-    return is_complete(run_dir, source, video=False) or is_complete(run_dir, source, video=True)
+    finished_image = is_complete(run_dir, source, video=False, overlay=overlay)
+    return finished_image or is_complete(run_dir, source, video=True)
+
+
+def _image_row_done(run_dir: Path, row: dict[str, Any], *, overlay: bool = False) -> bool:
+    """A kept row of a finished image input (what predictions.coco.json holds)."""
+    from densecnn.sinks.masks import is_complete
+
+    return is_complete(run_dir, str(row.get("source", "")), video=False, overlay=overlay)
 
 
 def _classify_sinks(
     run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor
 ) -> list[Sink]:
-    """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``."""
-    from densecnn.sinks import CsvSink, ImageSink, JsonlSink, VideoSink
+    """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``;
+    last, the ledger of finished inputs (``--resume``: the earlier run's rows are kept for those)."""
+    from densecnn.sinks import CsvSink, ImageSink, VideoSink
+    from densecnn.sinks.done import DoneSink
+    from densecnn.sinks.jsonl import read_jsonl
 
-    sinks: list[Sink] = [
-        JsonlSink(run_dir / "predictions.jsonl"),
-        CsvSink(run_dir / "predictions.csv", topk=pcfg.topk),
-    ]
+    jsonl, ledger = _resumable_jsonl(run_dir, ocfg)
+    csv = CsvSink(run_dir / "predictions.csv", topk=pcfg.topk)
+    if ledger is not None:
+        for row in read_jsonl(jsonl.path):
+            csv.add_record(row)
+    sinks: list[Sink] = [jsonl, csv]
     if ocfg.save:
         sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+    sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks

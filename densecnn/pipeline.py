@@ -65,10 +65,11 @@ class RunSummary:
     dropped: int = 0
     reconnects: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
+    resumed_frames: int = 0  # of ``frames``: done by an earlier run this one resumed (not in ``fps``)
 
     @property
     def fps(self) -> float:
-        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+        return (self.frames - self.resumed_frames) / self.wall_s if self.wall_s > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -308,7 +308,8 @@ def test_resume_processes_only_what_is_missing(tmp_path: Path, run_cli: CliRunne
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "runs/segment/predict2").exists()
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["skipped_done"], summary["frames"], summary["inputs"]) == (2, 2, 2)
+    # the summary describes the whole run: the 2 inputs done before and the 2 done now
+    assert (summary["skipped_done"], summary["frames"], summary["inputs"]) == (2, 4, 4)
     rows = _check_rows(run / "predictions.jsonl", 4)
     assert sorted(row["source"] for row in rows) == sorted(p.name for p in images)
     for name, mtime in before.items():
@@ -375,7 +376,7 @@ def test_interrupted_run_resumes_where_it_stopped(
     r = run_cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["skipped_done"], summary["frames"]) == (first, len(sources) - first)
+    assert (summary["skipped_done"], summary["frames"]) == (first, len(sources))  # the whole run
     rows = _check_rows(run / "predictions.jsonl", len(sources))
     assert sorted(row["source"] for row in rows) == sources
     assert sorted(m.name for m in (run / "masks").glob("*.png")) == [f"{s}.png" for s in sources]

@@ -143,14 +143,14 @@ def test_resume_skips_complete_videos_and_redoes_cut_ones(
     r = run_cli(*args, "--resume")  # everything done: nothing redone, nothing appended
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["skipped_done"], summary["frames"]) == (3, 0)
+    assert (summary["skipped_done"], summary["frames"]) == (3, 10)  # the whole run, nothing redone
     assert len(read_jsonl(run / "predictions.jsonl")) == 10
 
     (run / "masks/two.mp4/complete.json").unlink()  # as if the first run died inside two.mp4
     r = run_cli(*args, "--resume")
     assert r.returncode == 0, r.stderr
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["skipped_done"], summary["frames"]) == (2, 4)
+    assert (summary["skipped_done"], summary["frames"], summary["inputs"]) == (2, 10, 3)  # 6 kept + 4 redone
     rows = read_jsonl(run / "predictions.jsonl")
     assert sorted((row["source"], row["frame"]) for row in rows) == sorted(
         [("one.mp4", i) for i in range(5)] + [("two.mp4", i) for i in range(4)] + [("photo.jpg", 0)]

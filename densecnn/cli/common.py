@@ -10,13 +10,26 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from densecnn.errors import DenseCNNError
+from densecnn.redact import redact_text
 
-# soft_wrap: long paths and URLs in messages stay on one line, copyable, when output is piped
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console whose messages are never wrapped when it is not a terminal (piped, logged, captured
+    by a test): what machines and logs read must not depend on the terminal width (or on
+    ``COLUMNS``). On a terminal, rich wraps at its width as usual; stderr messages never wrap, so
+    long paths and URLs stay on one line, copyable."""
+    out = Console(stderr=stderr)
+    if stderr or not out.is_terminal:
+        out.soft_wrap = True
+    return out
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @contextlib.contextmanager
@@ -26,10 +39,10 @@ def user_errors(*, verbose: bool = False) -> Iterator[None]:
         yield
     except DenseCNNError as exc:
         if verbose:
-            err_console.print(traceback.format_exc(), markup=False, highlight=False)
-        err_console.print(f"[bold red]Error:[/] {exc.message}", highlight=False)
+            err_console.print(redact_text(traceback.format_exc()), markup=False, highlight=False)
+        err_console.print(f"[bold red]Error:[/] {escape(redact_text(exc.message))}", highlight=False)
         if exc.hint:
-            err_console.print(exc.hint, markup=False, highlight=False)
+            err_console.print(redact_text(exc.hint), markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -14,6 +14,7 @@ def detect(
     source: opt.Source,
     model: opt.Model = PredictConfig.model,
     weights: opt.Weights = PredictConfig.weights,
+    trust_weights: opt.TrustWeights = PredictConfig.trust_weights,
     backbone: opt.Backbone = PredictConfig.backbone,
     conf: opt.Conf = PredictConfig.conf,
     iou: opt.Iou = PredictConfig.iou,
@@ -33,7 +34,8 @@ def detect(
     Writes to runs/detect/predict (predict2, ... on later runs): annotated images and H.264 videos
     (live streams: a recording), predictions.jsonl (one line per frame), predictions.coco.json
     (images), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs done, 1 some
-    failed, 2 usage error, 3 weights unavailable, 130 interrupted.
+    failed, 2 usage error, 3 weights unavailable or untrusted, 4 outputs could not be written (disk
+    full...), 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
 
@@ -42,6 +44,7 @@ def detect(
         pcfg = PredictConfig(
             model=model,
             weights=weights,
+            trust_weights=trust_weights,
             backbone=backbone,
             conf=conf,
             iou=iou,

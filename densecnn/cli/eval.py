@@ -42,6 +42,7 @@ def eval_command(
     ctx: typer.Context,
     weights: opt.EvalWeights,
     data: opt.Data,
+    trust_weights: opt.TrustWeights = EvalConfig.trust_weights,
     model: opt.Model = EvalConfig.model,
     backbone: opt.Backbone = EvalConfig.backbone,
     split: opt.Split = EvalConfig.split,
@@ -67,11 +68,14 @@ def eval_command(
     from densecnn.cli.run import configure_logging
     from densecnn.errors import UsageError
     from densecnn.eval.report import print_outcome, write_metrics
+    from densecnn.fsutil import ensure_writable_dir
 
     configure_logging(verbose)
     with user_errors(verbose=verbose):
         if mask_mode is not None and task != "segment":
             raise UsageError("--mask-mode applies to `eval segment` only.")
+        project_dir = opt.out_dir(ctx, out, project)
+        ensure_writable_dir(project_dir)
         # --val-fraction, --seed, --mask-mode not given: the ones the checkpoint was trained with
         trained = {
             "val_fraction": EvalConfig.val_fraction,
@@ -81,6 +85,7 @@ def eval_command(
         cfg = EvalConfig(
             task=task,  # type: ignore[arg-type]  # one of the registered command names
             weights=weights,
+            trust_weights=trust_weights,
             data=data,
             model=model,
             backbone=backbone,
@@ -95,7 +100,7 @@ def eval_command(
             ignore_index=ignore_index,
             num_classes=num_classes,
             class_names=opt.split_names(class_names),
-            project=opt.out_dir(ctx, out, project),
+            project=project_dir,
             name=name,
             exist_ok=exist_ok,
             plots=plots,

@@ -57,6 +57,7 @@ def _choices(name: str, literal: Any) -> type[StrEnum]:
 
 
 OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
+OnCorruptChoice = _choices("OnCorruptChoice", _cfg.OnCorrupt)
 StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
 MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
 
@@ -92,6 +93,16 @@ _WEIGHTS = option(
     ".safetensors checkpoint (names its own model, backbone and classes).",
 )
 Weights = Annotated[Path | None, _WEIGHTS]
+TrustWeights = Annotated[
+    bool,
+    option(
+        "--trust-weights",
+        envvar="DENSECNN_TRUST_WEIGHTS",
+        help="Allow a full unpickle of --weights when Ultralytics' restricted load is not enough: it "
+        "runs any code stored in the file, so only for files you trust (env: DENSECNN_TRUST_WEIGHTS=1). "
+        "`densecnn weights convert` makes a .safetensors copy that never needs it.",
+    ),
+]
 SegmentWeights = Annotated[
     Path | None,
     noted(
@@ -194,12 +205,28 @@ ResumeSegment = Annotated[
         "first, so none appears twice).",
     ),
 ]
+ResumePredict = Annotated[
+    bool,
+    noted(
+        _RESUME,
+        "The run folder --name (default predict) is reused after a crash or kill: inputs the earlier "
+        "run finished (every output written) are skipped, the rest is redone, each frame keeps one row.",
+    ),
+]
 ResumeTrain = Annotated[Path | None, noted(_RESUME, "Give its folder or its weights/last.safetensors.")]
 OnError = Annotated[
     OnErrorChoice,  # type: ignore[valid-type]
     option(
         "--on-error",
         help="skip: record a bad input in errors.jsonl and go on; fail: stop at the first.",
+    ),
+]
+OnCorrupt = Annotated[
+    OnCorruptChoice,  # type: ignore[valid-type]
+    option(
+        "--on-corrupt",
+        help="Truncated or corrupt images (damaged JPEG data OpenCV would decode with grey parts): "
+        "skip: record them in errors.jsonl as failed inputs; process: decode them anyway.",
     ),
 ]
 Quiet = Annotated[
@@ -401,6 +428,7 @@ class Shared:
     name: Name = OutputConfig.name
     exist_ok: ExistOk = OutputConfig.exist_ok
     on_error: OnError = OutputConfig.on_error
+    on_corrupt: OnCorrupt = OutputConfig.on_corrupt
     stream_mode: StreamMode = None
     reconnect: Reconnect = LiveConfig.reconnect
     stall_timeout: StallTimeout = LiveConfig.stall_timeout
@@ -422,6 +450,7 @@ class Shared:
             "name": self.name,
             "exist_ok": self.exist_ok,
             "on_error": str(self.on_error),
+            "on_corrupt": str(self.on_corrupt),
         }
         return OutputConfig(**{**base, **extra})
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from densecnn.cli.common import console, err_console
@@ -61,7 +62,8 @@ def run_prediction(
         if run.resuming:
             console.print(f"Resuming {run.run_dir}: {run.skipped} inputs already done, skipped.")
         progress = RichProgress(console, task)
-    with sigterm_as_interrupt():
+    assert run.run_dir is not None
+    with sigterm_as_interrupt(), _output_errors(run.run_dir):
         drain(run.predictions(progress))
     run.finish()
     summary = run.summary
@@ -132,6 +134,22 @@ def _display_ok(lcfg: LiveConfig, quiet: bool) -> bool:
 
 
 @contextlib.contextmanager
+def _output_errors(run_dir: Path) -> Iterator[None]:
+    """A failed write of an output (disk full, read-only, I/O error) ends the run as
+    ``OutputWriteError`` (exit 4): one line, no traceback; files written before it are complete."""
+    from densecnn.errors import OutputWriteError
+
+    try:
+        yield
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise OutputWriteError(
+            f"Cannot write outputs in {run_dir}{where}: {exc.strerror or exc}. The run stopped; "
+            "every file written before is complete."
+        ) from exc
+
+
+@contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a run the way Ctrl-C does: outputs finalized, summary printed, exit 130."""
 
@@ -152,3 +170,8 @@ def configure_logging(verbose: bool) -> None:
     )
     if not verbose:
         logging.getLogger("ultralytics").setLevel(logging.ERROR)
+    from densecnn.redact import RedactingFilter
+
+    for handler in logging.getLogger().handlers:  # no URL password in any log line
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -15,6 +15,7 @@ def segment(
     source: opt.Source,
     model: opt.Model = PredictConfig.model,
     weights: opt.SegmentWeights = PredictConfig.weights,
+    trust_weights: opt.TrustWeights = PredictConfig.trust_weights,
     backbone: opt.Backbone = PredictConfig.backbone,
     num_classes: opt.NumClasses = None,
     class_names: opt.ClassNames = None,
@@ -39,7 +40,8 @@ def segment(
     H.264 videos, predictions.jsonl (per image or frame: per-class pixel fractions, and for instance
     models each instance's class, score, box and COCO RLE mask), predictions.coco.json (instance
     models, image inputs), summary.json and, when inputs fail, errors.jsonl. Exit code: 0 all inputs
-    done, 1 some failed, 2 usage error, 3 weights unavailable, 130 interrupted.
+    done, 1 some failed, 2 usage error, 3 weights unavailable or untrusted, 4 outputs could not be
+    written (disk full...), 130 interrupted.
     """
     from densecnn.cli.run import configure_logging, run_prediction
     from densecnn.config import resolve_class_names
@@ -49,6 +51,7 @@ def segment(
         pcfg = PredictConfig(
             model=model,
             weights=weights,
+            trust_weights=trust_weights,
             backbone=backbone,
             imgsz=imgsz,
             conf=conf,

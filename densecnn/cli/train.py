@@ -56,6 +56,7 @@ def train_command(
     model: opt.Model = TrainConfig.model,
     backbone: opt.TrainBackbone = TrainConfig.backbone,
     weights: opt.StartWeights = TrainConfig.weights,
+    trust_weights: opt.TrustWeights = TrainConfig.trust_weights,
     pretrained: opt.Pretrained = TrainConfig.pretrained,
     epochs: opt.Epochs = TrainConfig.epochs,
     batch: opt.Batch = TrainConfig.batch,
@@ -89,6 +90,7 @@ def train_command(
     task = ctx.info_name or ""
     from densecnn.cli.run import configure_logging
     from densecnn.errors import UsageError
+    from densecnn.fsutil import ensure_writable_dir
 
     configure_logging(verbose)
     with user_errors(verbose=verbose):
@@ -96,6 +98,8 @@ def train_command(
         given = [p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", "") == "COMMANDLINE"]
         if data is None and resume is None:
             raise UsageError(f"train {task} needs --data (or --resume RUN_DIR).")
+        project_dir = opt.out_dir(ctx, out, project)
+        ensure_writable_dir(resume if resume is not None and resume.is_dir() else project_dir)
         if task != "segment" and ("mask_mode" in given):
             raise UsageError("--mask-mode applies to `train segment` only.")
         if task != "detect" and cache:
@@ -106,6 +110,7 @@ def train_command(
             model=model,
             backbone=backbone,
             weights=weights,
+            trust_weights=trust_weights,
             pretrained=pretrained,
             epochs=epochs,
             batch=batch,
@@ -129,7 +134,7 @@ def train_command(
             mask_mode=str(mask_mode),  # type: ignore[arg-type]  # a choice of the CLI
             augment=augment,
             cache=cache,
-            project=opt.out_dir(ctx, out, project),
+            project=project_dir,
             name=name,
             exist_ok=exist_ok,
             resume=resume,

@@ -1,9 +1,11 @@
-"""``densecnn weights``: list, pull, verify and locate the weight files of registered models."""
+"""``densecnn weights``: list, pull, verify and locate the weight files of registered models; convert
+an Ultralytics ``.pt`` (a pickle) into a ``.safetensors`` checkpoint once."""
 
 from __future__ import annotations
 
 import json as _json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -166,23 +168,40 @@ def verify(names: Names = None, verbose: options.Verbose = False) -> None:
         print_table(
             title=f"Weight files (cache: {escape(str(store.root.absolute()))})", cols=cols, rows=table_rows
         )
-        mismatched = [spec.name for spec, _, r in results if r.status == "mismatch"]
+        bad = [(spec, w, r) for spec, w, r in results if r.status == "mismatch"]
         missing = [spec.name for spec, _, r in results if r.status == "missing"] if explicit else []
-        if mismatched:
-            err_console.print(
-                f"Digest mismatch: {', '.join(mismatched)}. Delete the file(s) and run "
-                f"`densecnn weights pull {' '.join(mismatched)}`.",
-                markup=False,
-                highlight=False,
-            )
+        for line in _mismatch_advice(bad):
+            err_console.print(line, markup=False, highlight=False)
         if missing:
             err_console.print(
                 f"Not cached: {', '.join(missing)}. Run `densecnn weights pull {' '.join(missing)}`.",
                 markup=False,
                 highlight=False,
             )
-        if mismatched or missing:
+        if bad or missing:
             raise typer.Exit(1)
+
+
+def _mismatch_advice(bad: list[tuple[ModelSpec, WeightsFile, Any]]) -> list[str]:
+    """What fixes each mismatched file: embedded files ship in the checkout (git restores them;
+    `weights pull` never downloads them), downloaded ones are deleted and pulled again."""
+    lines = []
+    embedded = [(spec, r) for spec, w, r in bad if w.embedded]
+    downloaded = [(spec, r) for spec, w, r in bad if not w.embedded]
+    if embedded:
+        lines.append(
+            f"Digest mismatch (embedded): {', '.join(s.name for s, _ in embedded)}. These ship in the "
+            "densecnn checkout and are never downloaded: restore them with `git checkout -- "
+            f"{' '.join('weights/' + r.path.name for _, r in embedded)}` in the checkout (or rebuild "
+            "them with `make models` and register the new digests)."
+        )
+    if downloaded:
+        lines.append(
+            f"Digest mismatch: {', '.join(s.name for s, _ in downloaded)}. Delete "
+            f"{' '.join(str(r.path.absolute()) for _, r in downloaded)} and run "
+            f"`densecnn weights pull {' '.join(s.name for s, _ in downloaded)}`."
+        )
+    return lines
 
 
 @app.command("path")
@@ -201,3 +220,30 @@ def path(
                 f"Not cached yet: run `densecnn weights pull {spec.name}`.", markup=False, highlight=False
             )
             raise typer.Exit(1)
+
+
+@app.command("convert")
+def convert(
+    file: Annotated[
+        Path, typer.Argument(help="An Ultralytics .pt file.", metavar="FILE.pt", show_default=False)
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Where to write (default: FILE.safetensors beside it).")
+    ] = None,
+    trust_weights: bool = options.TrustWeights,
+    verbose: bool = options.Verbose,
+) -> None:
+    """Write an Ultralytics .pt as a densecnn .safetensors checkpoint (tensors + model yaml, no pickle):
+    it predicts as the .pt does and loads without running code, so --trust-weights is needed once
+    (if at all), for the conversion."""
+    from densecnn.cli.run import configure_logging
+
+    configure_logging(verbose)
+    with user_errors(verbose=verbose):
+        if not file.is_file():
+            raise UsageError(f"{file}: no such file.")
+        target = out if out is not None else file.with_suffix(".safetensors")
+        from densecnn.tasks.detect.yolo_state import convert_ultralytics
+
+        meta = convert_ultralytics(file, target, trust=trust_weights)
+        typer.echo(f"{file} → {target} ({meta.task}, {meta.arch}, {meta.num_classes} classes)")

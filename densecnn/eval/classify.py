@@ -86,6 +86,7 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
         PredictConfig(
             model=cfg.model,
             weights=cfg.weights,
+            trust_weights=cfg.trust_weights,
             backbone=cfg.backbone,
             imgsz=cfg.imgsz,
             device=cfg.device,

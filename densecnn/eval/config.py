@@ -21,6 +21,7 @@ class EvalConfig:
     task: Literal["detect", "segment", "classify"]
     weights: Path
     data: Path
+    trust_weights: bool = False
     model: str | None = None
     backbone: str | None = None
     imgsz: int | None = None

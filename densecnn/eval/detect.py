@@ -65,10 +65,11 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
 def _predictor(cfg: EvalConfig) -> Any:
     from densecnn.tasks.loading import load_predictor
 
-    imgsz = cfg.imgsz or _trained_imgsz(cfg.weights)
+    imgsz = cfg.imgsz or _trained_imgsz(cfg.weights, trust=cfg.trust_weights)
     pcfg = PredictConfig(
         model=cfg.model,
         weights=cfg.weights,
+        trust_weights=cfg.trust_weights,
         backbone=cfg.backbone,
         conf=cfg.conf,
         iou=cfg.iou,
@@ -82,14 +83,14 @@ def _predictor(cfg: EvalConfig) -> Any:
     return predictor
 
 
-def _trained_imgsz(weights: Path) -> int | None:
+def _trained_imgsz(weights: Path, *, trust: bool = False) -> int | None:
     """The image size an Ultralytics .pt was trained at (its ``train_args``), as ``yolo val`` uses."""
     if weights.suffix != ".pt":
         return None
     from densecnn.tasks.detect.yolo import load_yolo_module
 
     try:
-        args = getattr(load_yolo_module(weights, user_named=True), "args", None) or {}
+        args = getattr(load_yolo_module(weights, user_named=True, trust=trust), "args", None) or {}
     except UsageError:
         return None
     imgsz = args.get("imgsz") if isinstance(args, dict) else None

@@ -116,7 +116,12 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
     mask_mode = cfg.mask_mode or data_info.get("mask_mode", "labels")
     predictor = load_predictor(
         PredictConfig(
-            model=cfg.model, weights=cfg.weights, backbone=cfg.backbone, imgsz=cfg.imgsz, device=cfg.device
+            model=cfg.model,
+            weights=cfg.weights,
+            trust_weights=cfg.trust_weights,
+            backbone=cfg.backbone,
+            imgsz=cfg.imgsz,
+            device=cfg.device,
         ),
         task="segment",
     )

@@ -29,9 +29,63 @@ def import_ultralytics() -> ModuleType:
     return ultralytics
 
 
+TRUST_ENV = "DENSECNN_TRUST_WEIGHTS"
+"""Set to 1 to give the consent of ``--trust-weights`` in scripts."""
+
+
+def weights_trusted(flag: bool) -> bool:
+    """The user's consent to a full unpickle: ``--trust-weights`` or ``DENSECNN_TRUST_WEIGHTS=1``."""
+    return flag or os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def needs_full_unpickling(exc: BaseException) -> bool:
+    """Whether Ultralytics' restricted load failed because the file names globals outside its
+    allow-list (as opposed to a damaged file)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError | ModuleNotFoundError):
+        return True
+    text = str(exc)
+    return "outside the supported" in text or "blocked during restricted" in text
+
+
+def unsafe_globals(path: Path) -> list[str]:
+    """The globals (``module.Name``) ``path`` would import that no restricted load allows: what
+    unpickling it in full would run. Read from the pickle without executing it; empty if unknown."""
+    import torch
+
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:
+        return []
+    allowed = set()
+    for entry in torch.serialization.get_safe_globals():
+        if isinstance(entry, tuple):
+            allowed.add(entry[1])
+        else:
+            allowed.add(f"{getattr(entry, '__module__', '')}.{getattr(entry, '__qualname__', '')}")
+    return [name for name in needed if name not in allowed]
+
+
+def untrusted_error(path: Path) -> Exception:
+    """The refusal (exit 3) for a file that loads only by running the code it carries."""
+    from densecnn.errors import UntrustedWeightsError
+
+    names = unsafe_globals(path)
+    shown = f" ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+    return UntrustedWeightsError(
+        f"{path} can only be loaded by a full unpickle, which runs code stored in the file: it names "
+        f"Python objects outside Ultralytics' allow-list of model classes{shown}. Not loaded.",
+        hint=f"If you trust where the file comes from, pass --trust-weights (or set {TRUST_ENV}=1), or "
+        f"convert it once with `densecnn weights convert {path} --trust-weights` and use the "
+        ".safetensors file it writes, which loads without unpickling.",
+    )
+
+
 @contextlib.contextmanager
 def full_unpickling() -> Iterator[None]:
-    """Allow a full (code-running) unpickle: only for a checkpoint the user named with ``--weights``."""
+    """Allow a full (code-running) unpickle: only for a checkpoint the user named with ``--weights``
+    and allowed with ``--trust-weights`` (see :func:`weights_trusted`)."""
     import_ultralytics()
     from ultralytics.nn import tasks
 

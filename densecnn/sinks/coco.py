@@ -68,6 +68,36 @@ class CocoSink(Sink):
                 ann["segmentation"], ann["area"] = rle, int(area)
             self._annotations.append(ann)
 
+    def add_record(self, row: dict[str, Any]) -> None:
+        """Add one image's predictions.jsonl row (an earlier run's, on resume), as :meth:`write` would."""
+        image_id = len(self._images) + 1
+        self._images.append(
+            {"id": image_id, "file_name": row["source"], "width": row["width"], "height": row["height"]}
+        )
+        for det in row.get("instances", row.get("detections", [])):
+            cid = int(det["class_id"])
+            if cid in self._excluded:
+                continue
+            self._categories.setdefault(cid, str(det.get("class_name", cid)))
+            x1, y1, x2, y2 = (float(v) for v in det["box"])
+            w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+            ann: dict[str, Any] = {
+                "id": len(self._annotations) + 1,
+                "image_id": image_id,
+                "category_id": cid,
+                "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
+                "area": round(w * h, 2),
+                "score": round(float(det["score"]), 5),
+                "iscrowd": 0,
+            }
+            if "mask" in det:
+                from pycocotools import mask as mask_utils
+
+                rle = det["mask"]
+                area = mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+                ann["segmentation"], ann["area"] = rle, int(area)
+            self._annotations.append(ann)
+
     def dataset(self) -> dict[str, Any]:
         """The COCO dict accumulated so far."""
         return {

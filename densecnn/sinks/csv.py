@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,15 @@ class CsvSink(Sink):
         if not isinstance(result, Classification):
             raise TypeError(f"CsvSink writes classifications, got {type(result).__name__}")
         frame = prediction.frame
-        row: list[object] = [frame.source, int(frame.index), round(float(frame.timestamp), 6)]
-        for entry in result.to_dicts()[: self.topk]:
+        self._row([frame.source, int(frame.index), round(float(frame.timestamp), 6)], result.to_dicts())
+
+    def add_record(self, record: dict[str, Any]) -> None:
+        """The row of one predictions.jsonl record (an earlier run's, on resume)."""
+        head: list[object] = [record["source"], int(record["frame"]), record["timestamp"]]
+        self._row(head, record.get("classes", []))
+
+    def _row(self, row: list[object], classes: list[dict[str, Any]]) -> None:
+        for entry in classes[: self.topk]:
             row += [entry["class_id"], entry["class_name"], entry["score"]]
         row += [""] * (len(csv_header(self.topk)) - len(row))
         self._writer.writerow(row)

@@ -11,15 +11,19 @@ from densecnn.sources.base import InputFailure
 
 
 def failure_record(failure: InputFailure) -> dict[str, Any]:
-    """``{"source", "path", "error"}`` (+ ``"frame"`` when one frame of a video failed)."""
+    """``{"source", "path", "error"}`` (+ ``"frame"`` when one frame of a video failed); names as
+    printable text, URL passwords masked."""
+    from densecnn.redact import redact_obj
+    from densecnn.sources.base import text_name
+
     record: dict[str, Any] = {
         "source": failure.ref.source,
-        "path": str(failure.ref.path),
-        "error": failure.error,
+        "path": text_name(str(failure.ref.path)),
+        "error": text_name(failure.error),
     }
     if failure.frame is not None:
         record["frame"] = failure.frame
-    return record
+    return redact_obj(record)  # type: ignore[no-any-return]
 
 
 class ErrorsSink(Sink):

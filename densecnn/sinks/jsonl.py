@@ -8,6 +8,7 @@ this line written). A crash can leave a torn last line; ``read_jsonl`` drops it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -57,12 +58,11 @@ class JsonlSink(Sink):
             _drop_torn_tail(self.path)
             if keep is not None:
                 _filter_records(self.path, keep)
-        self._fh = self.path.open("a" if append else "w", encoding="utf-8")
+        self._fh = self.path.open("ab" if append else "wb", buffering=0)
 
     def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
         line = json.dumps(prediction_record(prediction), ensure_ascii=False, separators=(",", ":"))
-        self._fh.write(line + "\n")  # one complete line per write call
-        self._fh.flush()
+        write_line(self._fh, (line + "\n").encode("utf-8"))
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -70,6 +70,23 @@ class JsonlSink(Sink):
 
     def outputs(self) -> list[Path]:
         return [self.path]
+
+
+def write_line(fh: Any, data: bytes) -> None:
+    """Append ``data`` (one line) to the unbuffered binary file ``fh`` whole or not at all: when the
+    disk fills up mid-line, the part written is cut off again and the ``OSError`` raised."""
+    start = fh.tell()
+    try:
+        written = 0
+        while written < len(data):
+            n = fh.write(data[written:])
+            if not n:
+                raise OSError(28, "No space left on device", str(fh.name))
+            written += n
+    except OSError:
+        with contextlib.suppress(OSError):
+            fh.truncate(start)
+        raise
 
 
 def _drop_torn_tail(path: Path) -> None:

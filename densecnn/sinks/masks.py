@@ -39,9 +39,21 @@ def video_done_path(root: Path, source: str) -> Path:
     return output_path(Path(root) / MASKS_DIR, source) / VIDEO_DONE
 
 
-def is_complete(root: Path, source: str, *, video: bool) -> bool:
-    """Whether an earlier run finished input ``source``: its mask exists (image) or its marker (video)."""
-    return (video_done_path(root, source) if video else mask_path(root, source)).is_file()
+def is_complete(root: Path, source: str, *, video: bool, overlay: bool = False) -> bool:
+    """Whether an earlier run finished input ``source``: every output it should have exists.
+
+    A video: its marker (written after all of its frames went through every sink). An image: its
+    mask and, with ``overlay``, its annotated image (written after the mask: a run killed between
+    the two left the image unfinished). Each of these files is written atomically.
+    """
+    if video:
+        return video_done_path(root, source).is_file()
+    if not mask_path(root, source).is_file():
+        return False
+    if not overlay:
+        return True
+    drawn = output_path(Path(root), source)
+    return drawn.is_file() or drawn.with_suffix(".png").is_file()  # ImageSink's .png fallback
 
 
 def encode_mask(label_map: np.ndarray) -> bytes:

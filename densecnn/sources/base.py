@@ -24,13 +24,27 @@ VIDEO_SUFFIXES = frozenset(
 InputKind = Literal["image", "video"]
 
 
+def text_name(name: str) -> str:
+    """``name`` as valid Unicode: bytes of a file name that are not UTF-8 (held by Python as lone
+    surrogates) become ``\\xNN`` escapes, so JSON, CSV and terminals can carry it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
 @dataclass(frozen=True)
 class InputRef:
-    """One input found by a source: ``source`` is its path relative to the source root (POSIX)."""
+    """One input found by a source: ``source`` is its path relative to the source root (POSIX),
+    as valid Unicode (see :func:`text_name`; ``path`` keeps the real file name)."""
 
     path: Path
     source: str
     kind: InputKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source", text_name(self.source))
 
 
 @dataclass(frozen=True)

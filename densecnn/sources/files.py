@@ -21,7 +21,13 @@ from pathlib import Path, PurePath, PurePosixPath
 
 from densecnn.errors import UsageError
 from densecnn.sources.base import IMAGE_SUFFIXES, VIDEO_SUFFIXES, InputKind, InputRef, SourceEvent
-from densecnn.sources.images import MAX_IMAGE_PIXELS, decode_image, image_events, read_image
+from densecnn.sources.images import (
+    MAX_IMAGE_PIXELS,
+    OnCorrupt,
+    decode_image,
+    image_events,
+    read_image,
+)
 from densecnn.sources.video import probe_frame_count, video_events
 
 __all__ = ["MAX_IMAGE_PIXELS", "FileSource", "decode_image", "open_source", "read_image"]
@@ -41,14 +47,27 @@ def _accepted() -> str:
 
 
 def open_source(
-    spec: str | Path | Sequence[str | Path], *, vid_stride: int = 1, exclude: Sequence[Path] = ()
+    spec: str | Path | Sequence[str | Path],
+    *,
+    vid_stride: int = 1,
+    exclude: Sequence[Path] = (),
+    on_corrupt: OnCorrupt = "skip",
 ) -> FileSource:
     """Discover the inputs of ``spec``: an image, a video, a folder, a glob, a ``.txt`` list, or (from
     Python) a sequence of image and video paths, kept in order (outputs named after each file name).
+    ``on_corrupt``: what happens to truncated or corrupt images (see ``sources.images``).
 
     ``exclude`` lists folders whose contents a folder or glob never yields (the run's own output
     folder may sit inside the input folder). Raises ``UsageError`` when there is nothing to run.
     """
+    source = _discover(spec, vid_stride=vid_stride, exclude=exclude)
+    source.on_corrupt = on_corrupt
+    return source
+
+
+def _discover(
+    spec: str | Path | Sequence[str | Path], *, vid_stride: int, exclude: Sequence[Path]
+) -> FileSource:
     if isinstance(vid_stride, bool) or not isinstance(vid_stride, int) or vid_stride < 1:
         raise UsageError(f"--vid-stride must be an integer >= 1, got {vid_stride!r}")
     if not isinstance(spec, (str, Path)):
@@ -221,6 +240,8 @@ class FileSource:
     open resources between calls: each video container is closed by the generator that opened it.
     """
 
+    on_corrupt: OnCorrupt = "skip"
+
     def __init__(
         self, inputs: list[InputRef], *, vid_stride: int = 1, form: str = "", spec: str = ""
     ) -> None:
@@ -263,4 +284,4 @@ class FileSource:
             if ref.kind == "video":
                 yield from video_events(ref, self.vid_stride, stop)
             else:
-                yield from image_events(ref)
+                yield from image_events(ref, on_corrupt=self.on_corrupt)

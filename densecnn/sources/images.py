@@ -10,6 +10,11 @@ Decode policy (one path for every image, the same as ``cv2.imread`` and Ultralyt
   would exhaust memory first).
 - OpenCV does not reliably report truncated files, so a JPEG must reach its end-of-image marker
   ``FFD9`` and a PNG its ``IEND`` chunk (trailing padding or appended data after them is allowed).
+- OpenCV (libjpeg) decodes a JPEG with corrupt entropy-coded data as a full-size image with grey
+  or garbled parts and only a "Corrupt JPEG data" line on stderr. So every JPEG is first decoded
+  strictly by FFmpeg's JPEG decoder (``err_detect=explode``, ~1 ms per megapixel), which raises on
+  such data. ``on_corrupt="skip"`` (``--on-corrupt``, default) reports truncated or corrupt files
+  as failed inputs; ``"process"`` decodes them anyway, as OpenCV does.
 
 A bad image yields ``InputFailure`` with a one-line reason, never silence.
 """
@@ -20,6 +25,7 @@ import io
 import struct
 from collections.abc import Iterator
 from pathlib import Path, PurePath
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -40,11 +46,14 @@ _PNG_IEND = b"IEND\xaeB`\x82"
 _SIZE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
 
 
-def image_events(ref: InputRef) -> Iterator[SourceEvent]:
+OnCorrupt = Literal["skip", "process"]
+
+
+def image_events(ref: InputRef, *, on_corrupt: OnCorrupt = "skip") -> Iterator[SourceEvent]:
     """``InputStart``, one ``Frame`` (or an ``InputFailure``), ``InputEnd`` for one image input."""
     yield InputStart(ref)
     try:
-        image = read_image(ref.path)
+        image = read_image(ref.path, on_corrupt=on_corrupt)
     except InputError as e:
         yield InputFailure(ref, e.message)
         yield InputEnd(ref, 0)
@@ -53,7 +62,7 @@ def image_events(ref: InputRef) -> Iterator[SourceEvent]:
     yield InputEnd(ref, 1)
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, *, on_corrupt: OnCorrupt = "skip") -> np.ndarray:
     """Decode one image file to ``HxWx3`` uint8 BGR (policy in the module docstring).
 
     Raises ``InputError`` with a one-line reason when the file cannot be used.
@@ -68,11 +77,12 @@ def read_image(path: Path) -> np.ndarray:
         raise InputError("file not found") from None
     except OSError as e:
         raise InputError(f"cannot read file: {e.strerror or e}") from None
-    return decode_image(buf)
+    return decode_image(buf, on_corrupt=on_corrupt)
 
 
-def decode_image(buf: bytes) -> np.ndarray:
-    """Decode encoded image bytes to ``HxWx3`` uint8 BGR; ``InputError`` when they are unusable."""
+def decode_image(buf: bytes, *, on_corrupt: OnCorrupt = "skip") -> np.ndarray:
+    """Decode encoded image bytes to ``HxWx3`` uint8 BGR; ``InputError`` when they are unusable
+    (``on_corrupt="process"``: truncated or corrupt JPEG/PNG data is decoded anyway)."""
     if not buf:
         raise InputError("empty file (0 bytes)")
     fmt, size = _declared_size(buf)
@@ -81,9 +91,14 @@ def decode_image(buf: bytes) -> np.ndarray:
             f"image too large: {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels "
             f"(limit {MAX_IMAGE_PIXELS:,}); downscale it first"
         )
-    if buf.startswith(b"\xff\xd8\xff") and not _jpeg_complete(buf):
-        raise InputError("truncated JPEG (no end-of-image marker)")
-    if buf.startswith(_PNG_SIGNATURE) and not _png_complete(buf):
+    strict = on_corrupt != "process"
+    if strict and buf.startswith(b"\xff\xd8\xff"):
+        if not _jpeg_complete(buf):
+            raise InputError("truncated JPEG (no end-of-image marker)")
+        damage = _jpeg_damage(buf)
+        if damage is not None:
+            raise InputError(f"corrupt JPEG data ({damage}); --on-corrupt process decodes it anyway")
+    if strict and buf.startswith(_PNG_SIGNATURE) and not _png_complete(buf):
         raise InputError("truncated PNG (no IEND chunk)")
     try:
         image = cv2.imdecode(np.frombuffer(buf, dtype=np.uint8), cv2.IMREAD_COLOR)
@@ -119,6 +134,24 @@ def _declared_size(buf: bytes) -> tuple[str | None, tuple[int, int] | None]:
             continue
         return fmt, (int(im.size[0]), int(im.size[1]))
     return None, None
+
+
+def _jpeg_damage(buf: bytes) -> str | None:
+    """What FFmpeg's JPEG decoder finds wrong with ``buf`` when told to stop at any damage
+    (``err_detect=explode``), or None. Only "invalid data" counts: a feature FFmpeg does not
+    support (e.g. arithmetic coding) is left to OpenCV."""
+    import av
+
+    try:
+        codec = av.CodecContext.create("mjpeg", "r")
+        codec.options = {"err_detect": "explode"}
+        codec.decode(av.Packet(buf))
+        codec.decode(None)
+    except av.error.InvalidDataError:
+        return "the decoder found invalid data in the compressed image"
+    except Exception:
+        return None
+    return None
 
 
 def _jpeg_complete(buf: bytes) -> bool:

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from densecnn.config import LiveConfig
 from densecnn.errors import UsageError
+from densecnn.redact import redact
 from densecnn.results import Frame
 from densecnn.sources.base import InputEnd, InputFailure, InputRef, InputStart, SourceEvent, VideoInfo
 
@@ -78,15 +79,6 @@ def is_live(spec: str | Path) -> bool:
         return True
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     return scheme in LIVE_SCHEMES or text.lower().endswith(".streams")
-
-
-def redact(url: str) -> str:
-    """``url`` with the password of ``user:password@`` replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def stream_name(target: str) -> str:
@@ -206,9 +198,12 @@ def _open_backend(spec: StreamSpec, *, open_s: float, stall_s: float) -> _Backen
     return _AvBackend(spec.target, open_s=open_s, stall_s=stall_s)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, *, timeout: float | None = None) -> str:
     text = str(getattr(exc, "strerror", None) or exc).strip()
-    return (text.splitlines() or [type(exc).__name__])[0]
+    line = (text.splitlines() or [type(exc).__name__])[0]
+    if timeout is not None and "Immediate exit requested" in line:  # FFmpeg's word for its timeout
+        return f"timed out: no data within {timeout:g} s"
+    return line
 
 
 # ---------------------------------------------------------------- the shared capture thread
@@ -269,7 +264,7 @@ class _Capture(threading.Thread):
         try:
             return _open_backend(self.spec, open_s=self.cfg.open_timeout, stall_s=self.cfg.stall_timeout), ""
         except Exception as exc:
-            return None, _reason(exc)
+            return None, _reason(exc, timeout=self.cfg.open_timeout)
 
     def _read_all(self, backend: _Backend) -> tuple[int, str]:
         """Frames until the stream ends or fails (or ``stop``); returns (frames read, why it ended)."""
@@ -283,7 +278,7 @@ class _Capture(threading.Thread):
                 delivered += 1
             return delivered, "stopped"
         except Exception as exc:
-            return delivered, _reason(exc)
+            return delivered, _reason(exc, timeout=self.cfg.stall_timeout)
         finally:
             backend.close()
 

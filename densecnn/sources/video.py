@@ -1,11 +1,14 @@
 """Video inputs: open and decode one file with PyAV into ``InputStart``, ``Frame``s and ``InputEnd``.
 
 - Videos are decoded with PyAV (every frame, in presentation order); ``vid_stride`` keeps frames whose
-  decoded index ``i`` has ``i % vid_stride == 0``. ``Frame.timestamp`` is ``(pts - first_pts) *
-  time_base`` in seconds, never ``index / fps``. A video that stops decoding early (a decode error,
-  or clearly fewer frames than the container declares: a truncated file) gets an ``InputFailure``
-  after the frames already yielded, which stay valid.
+  decoded index ``i`` has ``i % vid_stride == 0``. A damaged packet is skipped (decoding goes on,
+  and the video gets an ``InputFailure`` naming the first damage). ``Frame.timestamp`` is
+  ``(pts - first_pts) * time_base`` in seconds, never ``index / fps``. A video that stops decoding
+  early (a read error, or clearly fewer frames than the container declares: a truncated file)
+  gets an ``InputFailure`` after the frames already yielded, which stay valid.
 - A video that cannot be opened yields ``InputFailure`` with a one-line reason, never silence.
+- Rotation metadata (a display matrix: phone videos) is applied, as for images' EXIF orientation:
+  frames come upright, as OpenCV and players show them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 from av.container import InputContainer
 from av.video.stream import VideoStream
 
@@ -87,8 +91,8 @@ def video_events(ref: InputRef, vid_stride: int, stop: threading.Event | None) -
         yield InputStart(ref, info)
         emitted = decoded = 0
         first_pts: int | None = None
-        failure: InputFailure | None = None
-        frames = container.decode(stream)
+        damage: list[tuple[int, str]] = []  # (frame index, reason) of each packet that did not decode
+        frames = _decode(container, stream)
         while True:
             if stop is not None and stop.is_set():
                 yield InputEnd(ref, emitted)  # cut short on request: not a failure of the input
@@ -98,24 +102,71 @@ def video_events(ref: InputRef, vid_stride: int, stop: threading.Event | None) -
                 frame = next(frames, None)
                 if frame is None:
                     break
+                if isinstance(frame, Exception):
+                    damage.append((index, _av_message(frame)))
+                    continue
                 decoded += 1
                 if first_pts is None:
                     first_pts = frame.pts
                 if index % vid_stride:
                     continue
-                image = frame.to_ndarray(format="bgr24")
+                image = _upright(frame.to_ndarray(format="bgr24"), frame)
             except (av.FFmpegError, OSError, ValueError) as e:
-                failure = InputFailure(ref, f"decode error at frame {index}: {_av_message(e)}", frame=index)
+                damage.append((index, _av_message(e)))
                 break
             timestamp = _timestamp(frame, first_pts, stream.time_base, index, info.fps)
             yield Frame(image, ref.source, str(ref.path), index=index, timestamp=timestamp, is_video=True)
             emitted += 1
-        failure = failure or _short_video(ref, decoded, int(stream.frames or 0))
+        failure = _damaged(ref, damage, decoded) or _short_video(ref, decoded, int(stream.frames or 0))
         if failure is not None:
             yield failure
         yield InputEnd(ref, emitted)
     finally:
         container.close()
+
+
+def _decode(container: InputContainer, stream: VideoStream) -> Iterator[av.VideoFrame | Exception]:
+    """The stream's frames in order; a packet that fails to decode (damaged data) is yielded as its
+    exception and decoding goes on with the next one, so the frames after the damage still come.
+    A read error of the container (a truncated file) ends it."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets, None)
+        except (av.FFmpegError, OSError, ValueError) as e:
+            yield e
+            return
+        if packet is None:
+            return
+        try:
+            decoded = packet.decode()
+        except (av.FFmpegError, OSError, ValueError) as e:
+            yield e
+            continue
+        yield from decoded
+
+
+def _damaged(ref: InputRef, damage: list[tuple[int, str]], decoded: int) -> InputFailure | None:
+    """The failure that reports damaged packets (the frames around them were processed)."""
+    if not damage:
+        return None
+    at, reason = damage[0]
+    if decoded == at:  # nothing decoded after the first damage
+        return InputFailure(ref, f"decode error at frame {at}: {reason}", frame=at)
+    return InputFailure(
+        ref,
+        f"decode error at frame {at}: {reason}; {len(damage)} damaged packet(s) skipped, the frames "
+        "before and after them were processed",
+        frame=at,
+    )
+
+
+def _upright(image: np.ndarray, frame: av.VideoFrame) -> np.ndarray:
+    """The frame as it is meant to be shown: rotated by its display matrix (phone videos store
+    portrait frames sideways plus a rotation), as OpenCV's ``VideoCapture`` and players show it."""
+    rotation = getattr(frame, "rotation", 0) or 0
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, k)) if k else image
 
 
 def _failed(ref: InputRef, error: str) -> Iterator[SourceEvent]:

@@ -140,8 +140,12 @@ def _resolve(
 ) -> tuple[ModelSpec, WeightsRef]:
     """Step 2: the spec, and the weight file it loads (fetched from the store when none was named)."""
     if weights.meta is not None:
+        from densecnn.tasks.detect.yolo_state import is_yolo_state
+
         if names:
             raise UsageError(f"{cfg.weights} names its own classes; leave out --num-classes/--class-names.")
+        if task != "detect" and is_yolo_state(weights.meta, task):  # an Ultralytics model as safetensors
+            return _yolo_spec(weights.meta.arch, task), weights
         return _checkpoint_spec(cfg, weights.meta, task), weights
     if weights.kind == "ultralytics":
         spec = resolve_task_spec(cfg.model or _ULTRALYTICS_DEFAULT[task], task)
@@ -164,6 +168,14 @@ def _resolve(
         return spec, weights  # a family without an official file: its builder knows what it needs
     path = store.fetch(spec.weights, model=spec.name)
     return spec, identify(path, "embedded" if spec.weights.embedded else "store")
+
+
+def _yolo_spec(arch: str, task: str) -> ModelSpec:
+    """The zoo's YOLO model of ``arch`` for ``task``, else the task's default YOLO model."""
+    spec = MODELS.get(arch) if arch in MODELS else None
+    if spec is not None and spec.task == task and spec.family == "yolo":
+        return spec
+    return MODELS.get(_ULTRALYTICS_DEFAULT[task])
 
 
 def _no_backbone(spec: ModelSpec, cfg: PredictConfig) -> None:

@@ -27,6 +27,7 @@ class TrainConfig:
     model: str | None = None
     backbone: str | None = None
     weights: Path | None = None
+    trust_weights: bool = False  # consent to a full (code-running) unpickle of ``weights``
     pretrained: bool = True
     epochs: int = 50
     batch: int = 8

@@ -12,8 +12,10 @@ Options map onto Ultralytics' arguments (``--lr`` â†’ ``lr0``, ``--freeze N`` â†
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,14 @@ from densecnn.data.detection_export import write_ultralytics_data
 from densecnn.device import select_device
 from densecnn.errors import UsageError, WeightsUnavailableError
 from densecnn.fsutil import atomic_open, atomic_write_json, next_run_dir
-from densecnn.integrations.ultralytics import import_ultralytics, offline_training
+from densecnn.integrations.ultralytics import (
+    full_unpickling,
+    import_ultralytics,
+    needs_full_unpickling,
+    offline_training,
+    untrusted_error,
+    weights_trusted,
+)
 from densecnn.train.config import TrainConfig, TrainOutcome
 
 DEFAULT_IMGSZ = 640
@@ -53,15 +62,19 @@ def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutc
         run_dir = next_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok).absolute()
         data_yaml = _prepare_data(cfg, run_dir)
         source, pretrained = _model_source(cfg)
-        model = YOLO(source)
+        model = _start_model(YOLO, source, cfg)
         args = _train_args(cfg, data_yaml, run_dir, pretrained)
         atomic_write_json(run_dir / "args.json", _jsonable(dataclasses.asdict(cfg)))
     _add_progress(model, console)
     if cfg.freeze and cfg.freeze_epochs is not None and cfg.resume is None:
         _add_unfreeze(model, cfg.freeze_epochs, console)
     try:
-        with offline_training():
+        with offline_training(), _trusted(cfg):
             model.train(**args)
+    except (TypeError, pickle.UnpicklingError) as exc:
+        if cfg.weights is not None and needs_full_unpickling(exc):
+            raise untrusted_error(cfg.weights) from exc
+        raise
     except AssertionError as exc:
         if "nothing to resume" in str(exc):
             raise UsageError(
@@ -70,6 +83,25 @@ def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutc
             ) from None
         raise
     return _outcome(cfg, run_dir, model.trainer)
+
+
+def _start_model(yolo: Any, source: str, cfg: TrainConfig) -> Any:
+    """``YOLO(source)``: restricted loading; a ``--weights`` file that needs a full (code-running)
+    unpickle loads only with ``--trust-weights`` / ``DENSECNN_TRUST_WEIGHTS=1`` (else exit 3)."""
+    try:
+        with _trusted(cfg):
+            return yolo(source)
+    except (TypeError, ModuleNotFoundError, pickle.UnpicklingError) as exc:
+        if cfg.weights is not None and needs_full_unpickling(exc):
+            raise untrusted_error(cfg.weights) from exc
+        raise
+
+
+def _trusted(cfg: TrainConfig) -> contextlib.AbstractContextManager[None]:
+    """Full unpickling while this run loads the user's ``--weights``, if the user allowed it."""
+    if cfg.weights is not None and weights_trusted(cfg.trust_weights):
+        return full_unpickling()
+    return contextlib.nullcontext()
 
 
 def _prepare_data(cfg: TrainConfig, run_dir: Path) -> Path:

@@ -27,9 +27,10 @@ class WeightsFile:
     (torchvision puts the first 8 hex digits of the sha256 in the file name and checks that).
     ``None`` where no digest could be sourced: the file is then not verified (``matches`` accepts
     any digest; ``densecnn models`` shows none). ``pickled`` files run code when loaded (Ultralytics
-    ``.pt``): official ones are loaded with Ultralytics' ``weights_only`` allow-list, a full unpickle
-    happens only for a file the user named. ``embedded`` files ship with densecnn in the checkout's
-    ``weights/`` folder (``url`` is empty): never downloaded, digest-checked on every use.
+    ``.pt``): they are loaded with Ultralytics' ``weights_only`` allow-list; a full unpickle happens
+    only for a file the user named *and* allowed (``--trust-weights``). ``embedded`` files ship with
+    densecnn in the checkout's ``weights/`` folder (``url`` is empty): never downloaded,
+    digest-checked on every use.
     """
 
     file_name: str

@@ -41,6 +41,7 @@ class YoloClassifier(Predictor):
         half: bool,
         imgsz: int | None,
         topk: int,
+        trust_weights: bool = False,
     ) -> None:
         super().__init__()
         import_ultralytics()
@@ -48,7 +49,7 @@ class YoloClassifier(Predictor):
         from ultralytics.nn.autobackend import AutoBackend
         from ultralytics.utils.checks import check_imgsz
 
-        module = load_yolo_module(weights, user_named=user_named)
+        module = load_yolo_module(weights, user_named=user_named, trust=trust_weights)
         task = getattr(module, "task", None)
         if task != "classify":
             raise UsageError(
@@ -113,11 +114,14 @@ class YoloClassifier(Predictor):
 
 @register_builder("classify", "yolo")
 def build_yolo_classifier(request: BuildRequest) -> YoloClassifier:
+    from densecnn.tasks.detect.yolo import yolo_weights
+
     return YoloClassifier(
-        weights=request.weights_file(),
+        weights=yolo_weights(request),
         user_named=request.weights.user_named,
         device=request.device,
         half=request.half,
         imgsz=request.imgsz,
         topk=request.cfg.topk,
+        trust_weights=request.cfg.trust_weights,
     )

@@ -7,6 +7,7 @@ non_max_suppression, scale_boxes), so boxes match ``yolo predict`` on the same w
 from __future__ import annotations
 
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ import numpy as np
 import torch
 
 from densecnn.errors import UsageError
-from densecnn.integrations.ultralytics import full_unpickling, import_ultralytics
+from densecnn.integrations.ultralytics import (
+    TRUST_ENV,
+    full_unpickling,
+    import_ultralytics,
+    needs_full_unpickling,
+    untrusted_error,
+    weights_trusted,
+)
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
 from densecnn.tasks.builders import BuildRequest, register_builder
@@ -23,12 +31,14 @@ from densecnn.tasks.builders import BuildRequest, register_builder
 log = logging.getLogger(__name__)
 
 
-def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
+def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> torch.nn.Module:
     """Load an Ultralytics ``.pt`` checkpoint (or a densecnn YOLO ``.safetensors``) into an fp32
     ``nn.Module`` (never downloads).
 
-    Loading is ``weights_only`` against Ultralytics' allow-list. A file the user named that needs
-    more is unpickled in full (it runs code: that is why only user-named files get this).
+    Loading is ``weights_only`` against Ultralytics' allow-list of model classes, so no code in the
+    file runs. A file that needs more is unpickled in full (which runs whatever code it holds) only
+    with the user's consent: ``trust`` (``--trust-weights``) or ``DENSECNN_TRUST_WEIGHTS=1``;
+    otherwise :class:`UntrustedWeightsError` (exit 3) says what the file needs and how to allow it.
     """
     if not path.is_file():
         raise UsageError(f"Weights file not found: {path}")
@@ -36,30 +46,68 @@ def load_yolo_module(path: Path, *, user_named: bool) -> torch.nn.Module:
         from densecnn.tasks.detect.yolo_state import load_yolo_state
 
         return load_yolo_state(path)
+    damage = pt_damage(path)
+    if damage is not None:
+        raise UsageError(
+            f"Could not load {path}: {damage}.",
+            hint="Copy, download or export the file again (compare its size with the original).",
+        )
     import_ultralytics()
     from ultralytics.nn.tasks import load_checkpoint
 
     try:
         model, _ = load_checkpoint(str(path.resolve()))
-    except (TypeError, ModuleNotFoundError) as exc:
+    except (TypeError, ModuleNotFoundError, pickle.UnpicklingError) as exc:
+        if not needs_full_unpickling(exc):
+            raise UsageError(
+                f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc)}",
+                hint="The file is damaged or not a checkpoint: download or export it again.",
+            ) from exc
         if not user_named:
-            raise UsageError(f"Could not load {path}: {exc}") from exc
-        log.warning("%s needs full unpickling (you named it, so it is trusted): %s", path, exc)
+            raise UsageError(f"Could not load {path}: {_first_line(exc)}") from exc
+        if not weights_trusted(trust):
+            raise untrusted_error(path) from exc
+        log.warning("%s: full unpickling, as allowed by --trust-weights / %s", path, TRUST_ENV)
         try:
             with full_unpickling():
                 model, _ = load_checkpoint(str(path.resolve()))
         except Exception as exc2:
             raise UsageError(
-                f"Could not load {path} as an Ultralytics checkpoint: {exc2}",
+                f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc2)}",
                 hint="Pass a .pt file written by Ultralytics (YOLO(...).save / yolo train) or pick a "
                 "torchvision --model for a state dict.",
             ) from exc2
     except Exception as exc:
         raise UsageError(
-            f"Could not load {path} as an Ultralytics checkpoint: {exc}",
+            f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc)}",
             hint="If it came from the weight cache, run `densecnn weights verify` and pull it again.",
         ) from exc
     return model
+
+
+def pt_damage(path: Path) -> str | None:
+    """Why ``path`` cannot be a ``torch.save`` file (read as bytes, never unpickled), or None."""
+    import zipfile
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if size == 0:
+        return "truncated or corrupt file: it is empty (0 bytes)"
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return (
+                f"truncated or corrupt file: {size:,} bytes, and the torch.save zip archive has no "
+                "central directory (the end of the file is missing)"
+            )
+        return None
+    if not head.startswith(b"\x80"):  # a legacy torch.save pickle starts with its protocol opcode
+        return f"not a PyTorch checkpoint ({size:,} bytes, neither a torch.save zip nor a pickle)"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class YoloDetector(Predictor):
@@ -79,13 +127,14 @@ class YoloDetector(Predictor):
         iou: float,
         imgsz: int,
         max_det: int,
+        trust_weights: bool = False,
     ) -> None:
         super().__init__()
         import_ultralytics()
         from ultralytics.nn.autobackend import AutoBackend
         from ultralytics.utils.checks import check_imgsz
 
-        module = load_yolo_module(weights, user_named=user_named)
+        module = load_yolo_module(weights, user_named=user_named, trust=trust_weights)
         if getattr(module, "task", "detect") != self.task:
             raise UsageError(
                 f"{weights} is an Ultralytics {module.task!r} model, not a {self.task} model.",
@@ -156,7 +205,7 @@ def yolo_weights(request: BuildRequest) -> Path:
     from densecnn.tasks.detect.yolo_state import is_yolo_state
 
     path, meta = request.weights_file(), request.weights.meta
-    if meta is not None and not is_yolo_state(meta):
+    if meta is not None and not is_yolo_state(meta, request.spec.task):
         raise UsageError(f"{path}: {request.spec.name} models do not load from densecnn checkpoints.")
     return path
 
@@ -172,6 +221,7 @@ def yolo_kwargs(request: BuildRequest) -> dict[str, Any]:
         "iou": float(request.iou if request.iou is not None else 0.7),
         "imgsz": request.checkpoint_size(),
         "max_det": request.max_det,
+        "trust_weights": request.cfg.trust_weights,
     }
 
 
