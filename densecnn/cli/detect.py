@@ -25,6 +25,7 @@ def detect(
     save_txt: opt.SaveTxt = OutputConfig.save_txt,
     save_conf: opt.SaveConf = OutputConfig.save_conf,
     save_crops: opt.SaveCrops = OutputConfig.save_crops,
+    resume: opt.ResumePredict = OutputConfig.resume,
     *,
     shared: opt.Shared,
 ) -> None:
@@ -53,7 +54,9 @@ def detect(
             max_det=max_det,
             **shared.predict_kwargs(),
         )
-        ocfg = shared.output_config(save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops)
+        ocfg = shared.output_config(
+            save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops, resume=resume
+        )
         code = run_prediction(
             task="detect", source=source, pcfg=pcfg, ocfg=ocfg, lcfg=shared.live_config(), quiet=shared.quiet
         )
