@@ -205,6 +205,10 @@ ResumeSegment = Annotated[
         "first, so none appears twice).",
     ),
 ]
+ConvertOutput = Annotated[
+    Path | None,
+    option("--output", "-o", help="The .safetensors file to write (default: FILE.safetensors beside it)."),
+]
 ResumePredict = Annotated[
     bool,
     noted(

@@ -227,11 +227,9 @@ def convert(
     file: Annotated[
         Path, typer.Argument(help="An Ultralytics .pt file.", metavar="FILE.pt", show_default=False)
     ],
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Where to write (default: FILE.safetensors beside it).")
-    ] = None,
-    trust_weights: bool = options.TrustWeights,
-    verbose: bool = options.Verbose,
+    output: options.ConvertOutput = None,
+    trust_weights: options.TrustWeights = False,
+    verbose: options.Verbose = False,
 ) -> None:
     """Write an Ultralytics .pt as a densecnn .safetensors checkpoint (tensors + model yaml, no pickle):
     it predicts as the .pt does and loads without running code, so --trust-weights is needed once
@@ -242,7 +240,7 @@ def convert(
     with user_errors(verbose=verbose):
         if not file.is_file():
             raise UsageError(f"{file}: no such file.")
-        target = out if out is not None else file.with_suffix(".safetensors")
+        target = output if output is not None else file.with_suffix(".safetensors")
         from densecnn.tasks.detect.yolo_state import convert_ultralytics
 
         meta = convert_ultralytics(file, target, trust=trust_weights)
