@@ -82,13 +82,15 @@ def test_masks_to_boxes_match_pennfudan_annotations(tmp_path: Path) -> None:
         assert np.abs(np.sort(ours, 0) - np.sort(ref, 0)).max() <= 1.5
 
 
-def test_yolo_train_offline_loss_falls_then_detect_and_eval(tmp_path: Path, run_cli: CliRunner) -> None:
+def test_yolo_train_offline_loss_falls_then_detect_and_eval(
+    tmp_path: Path, run_cli: CliRunner, run_cli_process: CliRunner
+) -> None:
     data = coco8_yaml(tmp_path)
-    env = offline_env(tmp_path)
+    env = offline_env(tmp_path)  # a real process: the sitecustomize and YOLO_CONFIG_DIR act at startup
     args = ["--data", str(data), "--model", "yolov8n.yaml", "--epochs", "3", "--imgsz", "96"]
     # Ultralytics' warmup lasts at least 100 steps from lr 0: a 6-step run skips it to learn at all
     args += ["--batch", "2", "--lr", "0.002", "--warmup-epochs", "0", "--workers", "0", "--no-augment"]
-    r = run_cli("train", "detect", *args, env=env)
+    r = run_cli_process("train", "detect", *args, env=env)
     assert r.returncode == 0, r.stderr + r.stdout
     run = tmp_path / "runs" / "train" / "exp"
     table = rows(run / "results.csv")
@@ -251,12 +253,14 @@ def test_coco_json_becomes_ultralytics_layout(tmp_path: Path) -> None:
     assert (tmp_path / "d" / "train" / "images" / images[0].name).resolve() == images[0].resolve()
 
 
-def test_cache_reaches_ultralytics_and_is_refused_elsewhere(tmp_path: Path, run_cli: CliRunner) -> None:
+def test_cache_reaches_ultralytics_and_is_refused_elsewhere(
+    tmp_path: Path, run_cli: CliRunner, run_cli_process: CliRunner
+) -> None:
     """--cache = Ultralytics' cache=ram (it changes mosaic sampling, so make models' recipe needs it);
     tasks and models without that cache refuse it rather than ignore it."""
     data = coco8_yaml(tmp_path)
     args = ["--data", str(data), "--model", "yolov8n.yaml", "--epochs", "1", "--imgsz", "64", "--batch", "4"]
-    r = run_cli("train", "detect", *args, "--workers", "0", "--cache", env=offline_env(tmp_path))
+    r = run_cli_process("train", "detect", *args, "--workers", "0", "--cache", env=offline_env(tmp_path))
     assert r.returncode == 0, r.stderr + r.stdout
     assert yaml.safe_load((tmp_path / "runs" / "train" / "exp" / "args.yaml").read_text())["cache"] == "ram"
     r = run_cli("train", "detect", "--data", str(data), "--model", "fasterrcnn", "--cache")
