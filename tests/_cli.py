@@ -67,11 +67,12 @@ def run_in_process(
     args: Sequence[str],
     *,
     cwd: Path,
-    env: Mapping[str, str],
+    env: Mapping[str, str | None],
     timeout: float | None = 600,
     threads: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``densecnn ARGS`` through the Typer app in this process, as a fresh process would run it.
+    """``densecnn ARGS`` through the Typer app in this process, as a fresh process would run it,
+    with ``env`` over this process's environment (a ``None`` value unsets that variable).
 
     ``threads`` sets torch's intra-op threads for the run (what ``OMP_NUM_THREADS`` does for a
     child process, which this process read long ago). A run past ``timeout`` seconds is interrupted
@@ -147,18 +148,16 @@ def _alarm(timeout: float | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _process_state_kept(threads: int | None) -> Iterator[None]:
-    """Signal handlers, torch's global switches and thread count, and the RNGs, as they were."""
+    """Signal handlers, the RNGs, torch's global switches and thread count, as they were (torch is
+    not imported for this: a run that first imports it leaves it with its defaults)."""
     import numpy as np
-    import torch
 
+    if threads is not None:
+        import torch
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    deterministic = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-    )
-    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
-    n_threads = torch.get_num_threads()
-    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    rng = (random.getstate(), np.random.get_state())
+    torch = sys.modules.get("torch")
+    before = _torch_state(torch) if torch is not None else None
     if threads is not None:
         torch.set_num_threads(threads)
     try:
@@ -166,13 +165,43 @@ def _process_state_kept(threads: int | None) -> Iterator[None]:
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
-        if torch.get_num_threads() != n_threads:
-            torch.set_num_threads(n_threads)
         random.setstate(rng[0])
         np.random.set_state(rng[1])
-        torch.set_rng_state(rng[2])
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _set_torch_state(torch, before)
+
+
+def _torch_state(torch: Any) -> tuple[Any, ...]:
+    return (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+        torch.get_num_threads(),
+        torch.get_rng_state(),
+    )
+
+
+def _set_torch_state(torch: Any, state: tuple[Any, ...] | None) -> None:
+    """``state`` from :func:`_torch_state`, or torch's defaults (None: imported during the run).
+    ``use_deterministic_algorithms`` is called only for a change: it imports torch._dynamo (~5 s)."""
+    if state is None:
+        if torch.are_deterministic_algorithms_enabled():
+            torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = torch.backends.cudnn.deterministic = False
+        return
+    deterministic, warn_only, benchmark, cudnn_deterministic, n_threads, rng = state
+    now = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    if now != (deterministic, warn_only):
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_deterministic
+    if torch.get_num_threads() != n_threads:
+        torch.set_num_threads(n_threads)
+    torch.set_rng_state(rng)
 
 
 @contextlib.contextmanager
