@@ -96,3 +96,51 @@ def test_the_installed_script_runs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert r.returncode == 2 and "no such file or folder" in r.stderr
+
+
+def test_logging_is_configured_as_in_a_new_process(
+    run_cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``configure_logging`` (``logging.basicConfig``) takes effect in the run and writes to its
+    stderr, although pytest has handlers on the root logger; they are back afterwards."""
+    from types import SimpleNamespace
+
+    import densecnn.data.check
+    from densecnn.cli.run import configure_logging
+
+    def logs(*args: object, **kwargs: object) -> SimpleNamespace:
+        configure_logging(True)
+        logging.getLogger("densecnn.test").info("seen by the run")
+        return SimpleNamespace(format="test", summary=[], problems=[])
+
+    monkeypatch.setattr(densecnn.data.check, "check", logs)
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    r = run_cli("data", "check", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "INFO seen by the run\n"
+    assert (root.handlers, root.level) == before
+
+
+def test_warnings_reach_stderr_as_in_a_new_process(
+    run_cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warning of the code under test is printed on the run's stderr (pytest would otherwise
+    collect it), once per place, and a DeprecationWarning stays hidden as by Python's defaults."""
+    import warnings
+    from types import SimpleNamespace
+
+    import densecnn.data.check
+
+    def warns(*args: object, **kwargs: object) -> SimpleNamespace:
+        for _ in range(2):
+            warnings.warn("careful, from the test", RuntimeWarning, stacklevel=1)
+        warnings.warn("old, from the test", DeprecationWarning, stacklevel=1)
+        return SimpleNamespace(format="test", summary=[], problems=[])
+
+    monkeypatch.setattr(densecnn.data.check, "check", warns)
+    for _ in range(2):  # the second run shows it again: a new process would
+        r = run_cli("data", "check", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.count("RuntimeWarning: careful, from the test") == 1, r.stderr
+        assert "old, from the test" not in r.stderr
