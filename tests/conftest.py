@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,11 @@ from typing import Any
 # What densecnn.cli.main sets before torch loads (OpenMP reads it then): in-process CLI runs need it
 # set here, before anything imports torch. An OMP_WAIT_POLICY already set wins, as it does there.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A suite started with SIGINT ignored (`pytest &` from a script: shells ignore it in background jobs)
+# would hand that on to every child, and the Ctrl-C tests' processes would ignore their SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import numpy as np
 import pytest
