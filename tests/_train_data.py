@@ -4,12 +4,11 @@ derived masks written there; nothing is copied into the repo)."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from _cli import run_in_process
 from PIL import Image
 
 PENNFUDAN_NAMES = "background,person"
@@ -61,24 +60,12 @@ def _empty_window(mask: np.ndarray, w: int, h: int, rng: np.random.Generator) ->
 
 
 def densecnn(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """``python -m densecnn ARGS`` in ``cwd`` for module-scoped training runs (``run_cli`` is
-    per test): offline, empty weight cache, one torch thread (the CI machines are shared, and
+    """``densecnn ARGS`` in ``cwd`` for module-scoped training runs (``run_cli`` is per test), in this
+    process as ``run_cli`` runs it: offline, empty weight cache, one torch thread (what
+    ``OMP_NUM_THREADS=1`` gave the child process this used to start: the CI machines are shared, and
     two threads spin-waiting on a busy machine train several times slower than one)."""
-    env = {
-        **os.environ,
-        "DENSECNN_WEIGHTS_DIR": str(cwd / "_weights"),
-        "DENSECNN_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "COLUMNS": "160",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "densecnn", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    env = {"DENSECNN_WEIGHTS_DIR": str(cwd / "_weights"), "DENSECNN_OFFLINE": "1", "COLUMNS": "160"}
+    return run_in_process(args, cwd=cwd, env=env, timeout=timeout, threads=1)
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:

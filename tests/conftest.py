@@ -1,8 +1,9 @@
-"""Shared fixtures: tiny seeded weights, generated media, the real data folder, a CLI runner."""
+"""Shared fixtures: tiny seeded weights, generated media, the real data folder, CLI runners."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,10 +11,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+# What densecnn.cli.main sets before torch loads (OpenMP reads it then): in-process CLI runs need it
+# set here, before anything imports torch. An OMP_WAIT_POLICY already set wins, as it does there.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A suite started with SIGINT ignored (`pytest &` from a script: shells ignore it in background jobs)
+# would hand that on to every child, and the Ctrl-C tests' processes would ignore their SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _cli import cli_env, run_in_process, run_process
 from _factories import make_rcnn_state_dict, make_yolo_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,23 +76,27 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def run_cli(tmp_path: Path) -> CliRunner:
-    """Run ``python -m densecnn ARGS`` in ``tmp_path`` (or ``cwd``), offline, with an empty weight cache."""
+    """Run ``densecnn ARGS`` in this process, in ``tmp_path`` (or ``cwd``), offline, with an empty
+    weight cache, as a fresh ``python -m densecnn`` would (see ``_cli.py`` for what that covers);
+    returns a CompletedProcess. Tests of signals, the real entry point, C libraries' own stderr or
+    settings read at import use :func:`run_cli_process`."""
 
     def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
-        full_env = {
-            **os.environ,
-            "DENSECNN_WEIGHTS_DIR": str(tmp_path / "_weights"),
-            "DENSECNN_OFFLINE": "1",
-            "COLUMNS": "120",
-            **(env or {}),
-        }
-        return subprocess.run(
-            [sys.executable, "-m", "densecnn", *args],
-            cwd=cwd or tmp_path,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+        return run_in_process(
+            args, cwd=cwd or tmp_path, env=cli_env(tmp_path / "_weights", env), timeout=timeout
+        )
+
+    return run
+
+
+@pytest.fixture
+def run_cli_process(tmp_path: Path) -> CliRunner:
+    """Run ``python -m densecnn ARGS`` as a real subprocess in ``tmp_path`` (or ``cwd``), offline,
+    with an empty weight cache; the same call as :func:`run_cli`."""
+
+    def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
+        return run_process(
+            args, cwd=cwd or tmp_path, env=cli_env(tmp_path / "_weights", env), timeout=timeout
         )
 
     return run

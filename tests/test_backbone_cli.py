@@ -1,4 +1,4 @@
-"""Backbone-built models from the command line (real subprocess runs): a densecnn Faster R-CNN
+"""Backbone-built models from the command line (in-process CLI runs): a densecnn Faster R-CNN
 checkpoint alone drives ``densecnn detect``; models that cannot run say why; ``models --matrix``."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``densecnn classify``: the zoo table, parity with torchvision's and Ultralytics' own predictions on
-the same weights, and real subprocess CLI runs on real images and a generated video."""
+the same weights, and CLI runs (``run_cli``, in-process) on real images and a generated video."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real subprocess runs of ``densecnn detect`` on real files, outputs opened and checked."""
+"""``densecnn detect`` on real files (in-process; Ctrl-C in a real process), outputs opened and checked."""
 
 from __future__ import annotations
 

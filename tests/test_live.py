@@ -1,7 +1,9 @@
 """Live sources end to end: real RTSP and HTTP streams served on loopback, real CLI runs.
 
 The webcam path shares the capture thread (reconnect, stall, hand-off, counters) exercised here;
-only its OpenCV open/read backend is not run (no camera on CI).
+only its OpenCV open/read backend is not run (no camera on CI). Every CLI run here is a real process
+(``run_cli_process``, ``start_cli``): capture threads, FFmpeg's network timeouts, wall-clock limits
+and signals are what these tests are about.
 """
 
 from __future__ import annotations
@@ -58,8 +60,12 @@ def frame_times(path: Path) -> list[float]:
         return [float(f.time) for f in container.decode(video=0)]
 
 
-def test_rtsp_stream_writes_jsonl_recording_and_live_summary(run_cli, tmp_path, yolo_weights, rtsp) -> None:
-    res = run_cli("detect", rtsp.url, "-w", str(yolo_weights), *FAST, "--max-frames", "12", timeout=180)
+def test_rtsp_stream_writes_jsonl_recording_and_live_summary(
+    run_cli_process, tmp_path, yolo_weights, rtsp
+) -> None:
+    res = run_cli_process(
+        "detect", rtsp.url, "-w", str(yolo_weights), *FAST, "--max-frames", "12", timeout=180
+    )
     assert res.returncode == 0, res.stderr
     out = tmp_path / RUN
     s = summary(out)
@@ -140,20 +146,20 @@ def test_stream_lost_for_good_fails_after_the_reconnect_budget(tmp_path, yolo_we
     assert "stream lost after 1 reconnect attempts" in errors[0]["error"]
 
 
-def test_unreachable_stream_fails_fast_with_the_reason(run_cli, tmp_path, yolo_weights) -> None:
+def test_unreachable_stream_fails_fast_with_the_reason(run_cli_process, tmp_path, yolo_weights) -> None:
     url = f"rtsp://127.0.0.1:{free_port()}/nothing"
     t0 = time.monotonic()
-    res = run_cli("detect", url, "-w", str(yolo_weights), *FAST, timeout=120)
+    res = run_cli_process("detect", url, "-w", str(yolo_weights), *FAST, timeout=120)
     assert res.returncode == 1
     errors = read_jsonl(tmp_path / RUN / "errors.jsonl")
     assert errors[0]["error"].startswith(f"cannot open {url}")
     assert time.monotonic() - t0 < 60  # no backoff before the first connection
 
 
-def test_webcam_index_without_a_camera_fails_fast(run_cli, tmp_path, yolo_weights) -> None:
+def test_webcam_index_without_a_camera_fails_fast(run_cli_process, tmp_path, yolo_weights) -> None:
     """The webcam backend's open path (no camera here): the same capture thread reports it."""
     index = next(str(i) for i in range(10) if not Path(f"/dev/video{i}").exists())
-    res = run_cli("detect", index, "-w", str(yolo_weights), *FAST, timeout=120)
+    res = run_cli_process("detect", index, "-w", str(yolo_weights), *FAST, timeout=120)
     assert res.returncode == 1, res.stderr
     assert "1 live stream(s), latest mode" in res.stdout
     errors = read_jsonl(tmp_path / RUN / "errors.jsonl")
@@ -161,13 +167,13 @@ def test_webcam_index_without_a_camera_fails_fast(run_cli, tmp_path, yolo_weight
     assert errors[0]["error"] == f"cannot open {index}: no camera at index {index} (or it is busy)"
 
 
-def test_duration_ends_a_run_whose_stream_never_answers(run_cli, tmp_path, yolo_weights) -> None:
+def test_duration_ends_a_run_whose_stream_never_answers(run_cli_process, tmp_path, yolo_weights) -> None:
     with socket.socket() as silent:  # accepts the connection, never says a word
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/cam.mjpg"
         t0 = time.monotonic()
-        res = run_cli("detect", url, "-w", str(yolo_weights), *FAST, "--duration", "2", timeout=120)
+        res = run_cli_process("detect", url, "-w", str(yolo_weights), *FAST, "--duration", "2", timeout=120)
         elapsed = time.monotonic() - t0
     assert res.returncode == 0, res.stderr
     s = summary(tmp_path / RUN)
@@ -176,13 +182,13 @@ def test_duration_ends_a_run_whose_stream_never_answers(run_cli, tmp_path, yolo_
 
 
 def test_latest_mode_drops_frames_of_a_fast_stream_and_bounds_latency(
-    run_cli, tmp_path, yolo_weights
+    run_cli_process, tmp_path, yolo_weights
 ) -> None:
     need_tool("ffmpeg")
     server = TsServer(free_port(), need_data(STREET_VIDEO), rate=8).start()  # ~240 frames/s
     try:
         args = ("-w", str(yolo_weights), "--imgsz", "320", "--device", "cpu", "--max-frames", "15")
-        res = run_cli("detect", server.url, *args, timeout=180)
+        res = run_cli_process("detect", server.url, *args, timeout=180)
     finally:
         server.stop()
     assert res.returncode == 0, res.stderr
@@ -196,9 +202,9 @@ def test_latest_mode_drops_frames_of_a_fast_stream_and_bounds_latency(
     assert indices[-1] - indices[0] > 15  # frames were skipped between those processed
 
 
-def test_all_mode_on_a_file_processes_every_frame(run_cli, tmp_path, yolo_weights) -> None:
+def test_all_mode_on_a_file_processes_every_frame(run_cli_process, tmp_path, yolo_weights) -> None:
     video = write_video(tmp_path / "clip.mp4", frames=30)
-    res = run_cli("detect", str(video), "-w", str(yolo_weights), *FAST, timeout=180)
+    res = run_cli_process("detect", str(video), "-w", str(yolo_weights), *FAST, timeout=180)
     assert res.returncode == 0, res.stderr
     s = summary(tmp_path / RUN)
     assert (s["stream_mode"], s["frames"], s["dropped_frames"], s["latency_ms"]) == ("all", 30, 0, None)
@@ -224,12 +230,12 @@ def test_signal_stops_live_run_flushes_outputs_exit_130(tmp_path, yolo_weights, 
     assert "Latency" in out
 
 
-def test_streams_file_runs_several_streams_together(run_cli, tmp_path, yolo_weights, rtsp) -> None:
+def test_streams_file_runs_several_streams_together(run_cli_process, tmp_path, yolo_weights, rtsp) -> None:
     need_tool("ffmpeg")
     ts = TsServer(free_port(), need_data(STREET_VIDEO)).start()
     (tmp_path / "cams.streams").write_text(f"# two cameras\n{rtsp.url}\n{ts.url}  # street\n")
     try:
-        res = run_cli(
+        res = run_cli_process(
             "detect", "cams.streams", "-w", str(yolo_weights), *FAST, "--duration", "6", timeout=180
         )
     finally:
@@ -297,30 +303,32 @@ def test_q_in_the_window_ends_a_live_run_cleanly(tmp_path, yolo_weights, rtsp, x
     assert decoded_frames(tmp_path / RUN / f"{records[0]['source']}.mp4") == s["frames"] == len(records)
 
 
-def test_show_without_display_gives_one_notice_and_goes_on(run_cli, tmp_path, yolo_weights) -> None:
+def test_show_without_display_gives_one_notice_and_goes_on(run_cli_process, tmp_path, yolo_weights) -> None:
     video = write_video(tmp_path / "clip.mp4", frames=4)
-    res = run_cli(
+    res = run_cli_process(
         "detect", str(video), "-w", str(yolo_weights), *FAST, "--show", env={"DISPLAY": ""}, timeout=180
     )
     assert res.returncode == 0, res.stderr
     assert res.stderr.count("--show:") == 1 and "no display" in res.stderr
     s = summary(tmp_path / RUN)
     assert s["frames"] == 4 and s["display"] == {"requested": True, "shown_frames": 0}
-    strict = run_cli(
+    strict = run_cli_process(
         "detect", str(video), "-w", str(yolo_weights), "--show", "--require-display", env={"DISPLAY": ""}
     )
     assert strict.returncode == 2 and "no display" in strict.stderr
 
 
 @pytest.mark.parametrize("task", ["classify", "segment"])
-def test_classify_and_segment_take_live_streams_too(run_cli, tmp_path, rtsp, task) -> None:
+def test_classify_and_segment_take_live_streams_too(run_cli_process, tmp_path, rtsp, task) -> None:
     from _factories import make_segmentation_state_dict, make_yolo_cls_checkpoint
 
     if task == "classify":
         weights = make_yolo_cls_checkpoint(tmp_path / "cls.pt", imgsz=64)
     else:
         weights = make_segmentation_state_dict(tmp_path / "deeplabv3_mobilenet_v3_large-fc3c493d.pth")
-    res = run_cli(task, rtsp.url, "-w", str(weights), "--imgsz", "64", "--max-frames", "3", timeout=180)
+    res = run_cli_process(
+        task, rtsp.url, "-w", str(weights), "--imgsz", "64", "--max-frames", "3", timeout=180
+    )
     assert res.returncode == 0, res.stderr
     out = tmp_path / "runs" / task / "predict"
     s = summary(out)

@@ -1,6 +1,6 @@
 """``densecnn segment``: the zoo table, parity with torchvision's own forward pass on the same weights,
-the Segmentation result and its drawing, and real subprocess CLI runs (folders with odd, gray, RGBA and
-corrupt files; a video; ``--resume``)."""
+the Segmentation result and its drawing, and CLI runs (folders with odd, gray, RGBA and corrupt
+files; a video; ``--resume``, after a Ctrl-C sent to a real process)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``densecnn segment`` with YOLO instance models: the zoo entries, parity with Ultralytics' own
 ``predict`` on the same seeded weights (boxes, classes, masks in input pixels), the
-InstanceSegmentation result, and subprocess CLI runs (mixed folder, video, COCO and RLE outputs)."""
+InstanceSegmentation result, and CLI runs (mixed folder, video, COCO and RLE outputs)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The weight store against a real loopback HTTP server and file:// mirrors, and the CLI in subprocesses."""
+"""The weight store against a real loopback HTTP server and file:// mirrors, and the CLI (run in this
+process as ``run_cli`` runs it; the server answers from its own thread)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _cli import run_in_process
 
 from densecnn.errors import ChecksumError, UsageError, WeightsUnavailableError
 from densecnn.zoo import MODELS, WeightsFile
@@ -266,17 +267,16 @@ def test_file_name_cannot_escape_the_cache(tmp_path: Path) -> None:
         WeightStore(root=tmp_path).path(evil)
 
 
-# -- the CLI, in real subprocesses ----------------------------------------------------------------
+# -- the CLI --------------------------------------------------------------------------------------
 
 
 def _cli(*args: str, weights_dir: Path, mirror: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DENSECNN_") and k != "COLUMNS"}
+    """``densecnn ARGS`` with no DENSECNN_* setting or COLUMNS but these (``None`` unsets)."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DENSECNN_") or k == "COLUMNS"}
     env.update(DENSECNN_WEIGHTS_DIR=str(weights_dir), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1")
     if mirror is not None:
         env["DENSECNN_WEIGHTS_MIRROR"] = mirror
-    return subprocess.run(
-        [sys.executable, "-m", "densecnn", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return run_in_process(args, cwd=Path.cwd(), env=env, timeout=120)
 
 
 def test_cli_pull_without_network(tmp_path: Path, closed_port: int) -> None:
