@@ -10,6 +10,7 @@ imported inside :func:`run_prediction`, so importing this module stays cheap (``
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import threading
@@ -216,6 +217,9 @@ def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None)
         summary.stopped_by = "user"
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES})
+
+
 @contextlib.contextmanager
 def _output_errors(run_dir: Path) -> Iterator[None]:
     """A failed write of an output (disk full, read-only, I/O error) ends the run as
@@ -225,6 +229,8 @@ def _output_errors(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
         where = f" ({exc.filename})" if exc.filename else ""
         raise OutputWriteError(
             f"Cannot write outputs in {run_dir}{where}: {exc.strerror or exc}. The run stopped; "
