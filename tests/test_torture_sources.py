@@ -157,6 +157,17 @@ def test_redact_text() -> None:
     assert redact(f"rtsp://u:{SECRET}@h:bad/x") == "rtsp://u:***@h:bad/x"  # bad port: still masked
 
 
+def test_stream_names_carry_no_password(tmp_path: Path) -> None:
+    """Recording names, window titles, JSONL ``source`` come from the stream name; messages from
+    ``shown``: neither holds the password, also for streams listed in a .streams file."""
+    from densecnn.sources.stream import parse_live
+
+    listing = tmp_path / "cams.streams"
+    listing.write_text(f"rtsp://u:{SECRET}@cam:554/a\nhttp://v:{SECRET}@cam/b  # lobby\n")
+    for spec in parse_live(str(listing)):
+        assert SECRET not in spec.name and SECRET not in spec.shown and "***" in spec.shown
+
+
 def test_streams_file_listing_itself(run_cli: CliRunner, tmp_path: Path) -> None:
     listing = tmp_path / "cams.streams"
     listing.write_text(f"{listing}\n")
