@@ -175,3 +175,20 @@ def test_streams_file_listing_itself(run_cli: CliRunner, tmp_path: Path) -> None
     assert proc.returncode == 1, proc.stderr
     (err,) = _errors(tmp_path / "o" / "predict")
     assert "cannot open" in err["error"]
+
+
+@pytest.mark.parametrize("server", ["stall"], indirect=True)
+def test_stalled_stream_ended_by_duration_is_reported(
+    run_cli: CliRunner, tmp_path: Path, server: HostileServer
+) -> None:
+    """--duration ends the run while the stream is still connecting: that stream is a failed input
+    (it gave nothing), not a silent success."""
+    proc = run_cli("detect", server.url, "--out", "o", "--reconnect", "0", "--duration", "2", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    run = tmp_path / "o" / "predict"
+    (err,) = _errors(run)
+    assert "no frame from http://viewer:***@127.0.0.1" in err["error"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["inputs"], summary["inputs_failed"], summary["frames"]) == (1, 1, 0)
+    assert summary["stopped_by"] == "duration"
+    _no_secret_anywhere(tmp_path, proc.stdout, proc.stderr)

@@ -139,6 +139,8 @@ def run_prediction(
             **extra,
         )
     _add_live_counts(summary, src if live else None, display)
+    if live:
+        _report_silent_streams(summary, src, run_dir / "errors.jsonl")
     if resumed is not None:
         resumed.add_to(summary)
     weights = pcfg.weights or (spec.weights.file_name if spec.weights else None)
@@ -206,6 +208,32 @@ def _warm_up(predictor: Predictor) -> None:
     from densecnn.results import Frame
 
     predictor.warmup(Frame(np.full((480, 640, 3), 114, np.uint8), source="warmup", path="warmup"))
+
+
+def _report_silent_streams(summary: RunSummary, src: Any, errors_path: Path) -> None:
+    """A live stream that delivered no frame and has no error yet (the run ended while it was still
+    connecting) becomes a failed input in errors.jsonl and the summary (exit 1)."""
+    import json
+
+    from densecnn.redact import redact_obj
+
+    reported = {str(e.get("source")) for e in summary.errors}
+    for spec, opened in src.silent():
+        if spec.name in reported:
+            continue
+        if not opened:  # its InputStart never reached the pipeline: count the input here
+            summary.inputs += 1
+        record = redact_obj(
+            {
+                "source": spec.name,
+                "path": spec.name,
+                "error": f"no frame from {spec.shown} before the run ended (still connecting?)",
+            }
+        )
+        summary.errors.append(record)
+        summary.inputs_failed += 1
+        with errors_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
 
 
 def _add_live_counts(summary: RunSummary, src: Any, display: DisplaySink | None) -> None:
