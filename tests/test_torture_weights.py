@@ -78,6 +78,26 @@ def test_pickle_payload_refused_in_every_loader(
     assert not marker.exists(), "the weight file ran code"
 
 
+def test_refused_even_if_ultralytics_was_imported_unsafe(evil: tuple[Path, Path]) -> None:
+    """A program that imported Ultralytics before densecnn (so ULTRALYTICS_SAFE_LOAD was not read)
+    still gets the restricted load."""
+    from densecnn.errors import UntrustedWeightsError
+    from densecnn.integrations.ultralytics import import_ultralytics
+    from densecnn.tasks.detect.yolo import load_yolo_module
+
+    import_ultralytics()
+    from ultralytics.nn import tasks
+
+    weights, marker = evil
+    saved, tasks.SAFE_LOAD = tasks.SAFE_LOAD, False
+    try:
+        with pytest.raises(UntrustedWeightsError):
+            load_yolo_module(weights, user_named=True)
+    finally:
+        tasks.SAFE_LOAD = saved
+    assert not marker.exists()
+
+
 YOLO_PATHS = [["detect"], ["segment", "--model", "yolov8n-seg"], ["classify"]]
 
 
