@@ -172,8 +172,31 @@ class PredictionRun:
         if self.live:
             self.summary.reconnects += self.src.reconnects
             self.summary.dropped += self.src.dropped
+            self._report_silent_streams()
         if self.display is not None and self.display.quit and self.summary.stopped_by in (None, "caller"):
             self.summary.stopped_by = "user"
+
+    def _report_silent_streams(self) -> None:
+        """A live stream that delivered no frame and has no error yet (the run ended while it was
+        still connecting) becomes a failed input in the summary and errors.jsonl (exit 1)."""
+        import json
+
+        from densecnn.redact import redact_obj
+
+        assert self.summary is not None
+        reported = {str(e.get("source")) for e in self.summary.errors}
+        for spec, opened in self.src.silent():
+            if spec.name in reported:
+                continue
+            if not opened:  # its InputStart never reached the pipeline: count the input here
+                self.summary.inputs += 1
+            error = f"no frame from {spec.shown} before the run ended (still connecting?)"
+            record = redact_obj({"source": spec.name, "path": spec.name, "error": error})
+            self.summary.errors.append(record)
+            self.summary.inputs_failed += 1
+            if self.run_dir is not None:
+                with (self.run_dir / "errors.jsonl").open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
 
     def summary_record(self) -> dict[str, Any]:
         """What summary.json holds."""

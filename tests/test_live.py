@@ -175,9 +175,11 @@ def test_duration_ends_a_run_whose_stream_never_answers(run_cli_process, tmp_pat
         t0 = time.monotonic()
         res = run_cli_process("detect", url, "-w", str(yolo_weights), *FAST, "--duration", "2", timeout=120)
         elapsed = time.monotonic() - t0
-    assert res.returncode == 0, res.stderr
+    # the run ends on time; the stream that gave nothing is a failed input, not a silent success
+    assert res.returncode == 1, res.stderr
     s = summary(tmp_path / RUN)
-    assert (s["frames"], s["stopped_by"]) == (0, "duration")
+    assert (s["frames"], s["stopped_by"], s["inputs_failed"]) == (0, "duration", 1)
+    assert "no frame from" in read_jsonl(tmp_path / RUN / "errors.jsonl")[0]["error"]
     assert elapsed < 60  # not the 10 s open timeout times the reconnects
 
 

@@ -229,3 +229,17 @@ def test_read_image_reasons(tmp_path: Path) -> None:
     for name, reason in [("empty.jpg", "empty"), ("text.jpg", "not a decodable"), ("trunc.png", "truncated")]:
         with pytest.raises(InputError, match=reason):
             read_image(tmp_path / name)
+
+
+def test_list_file_listing_itself_and_missing_entries(tmp_path: Path) -> None:
+    """A .txt list that names itself and a missing file: both are failed inputs, the rest runs."""
+    from densecnn.sources import open_source
+    from densecnn.sources.base import InputFailure
+
+    shutil.copy(SAMPLE, tmp_path / "ok.jpg")
+    (tmp_path / "list.txt").write_text("list.txt\nok.jpg\nmissing.jpg\n")
+    events = list(open_source(tmp_path / "list.txt").events())
+    failures = {e.ref.source: e.error for e in events if isinstance(e, InputFailure)}
+    frames = [e.source for e in events if type(e).__name__ == "Frame"]
+    assert frames == ["ok.jpg"]
+    assert "unsupported file type" in failures["list.txt"] and failures["missing.jpg"] == "file not found"

@@ -157,6 +157,17 @@ def test_redact_text() -> None:
     assert redact(f"rtsp://u:{SECRET}@h:bad/x") == "rtsp://u:***@h:bad/x"  # bad port: still masked
 
 
+def test_stream_names_carry_no_password(tmp_path: Path) -> None:
+    """Recording names, window titles, JSONL ``source`` come from the stream name; messages from
+    ``shown``: neither holds the password, also for streams listed in a .streams file."""
+    from densecnn.sources.stream import parse_live
+
+    listing = tmp_path / "cams.streams"
+    listing.write_text(f"rtsp://u:{SECRET}@cam:554/a\nhttp://v:{SECRET}@cam/b  # lobby\n")
+    for spec in parse_live(str(listing)):
+        assert SECRET not in spec.name and SECRET not in spec.shown and "***" in spec.shown
+
+
 def test_streams_file_listing_itself(run_cli: CliRunner, tmp_path: Path) -> None:
     listing = tmp_path / "cams.streams"
     listing.write_text(f"{listing}\n")
@@ -164,3 +175,20 @@ def test_streams_file_listing_itself(run_cli: CliRunner, tmp_path: Path) -> None
     assert proc.returncode == 1, proc.stderr
     (err,) = _errors(tmp_path / "o" / "predict")
     assert "cannot open" in err["error"]
+
+
+@pytest.mark.parametrize("server", ["stall"], indirect=True)
+def test_stalled_stream_ended_by_duration_is_reported(
+    run_cli: CliRunner, tmp_path: Path, server: HostileServer
+) -> None:
+    """--duration ends the run while the stream is still connecting: that stream is a failed input
+    (it gave nothing), not a silent success."""
+    proc = run_cli("detect", server.url, "--out", "o", "--reconnect", "0", "--duration", "2", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    run = tmp_path / "o" / "predict"
+    (err,) = _errors(run)
+    assert "no frame from http://viewer:***@127.0.0.1" in err["error"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["inputs"], summary["inputs_failed"], summary["frames"]) == (1, 1, 0)
+    assert summary["stopped_by"] == "duration"
+    _no_secret_anywhere(tmp_path, proc.stdout, proc.stderr)

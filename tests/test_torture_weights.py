@@ -50,14 +50,55 @@ def evil(tmp_path: Path) -> tuple[Path, Path]:
     return _evil(tmp_path / "evil.pt", marker), marker
 
 
-YOLO_PATHS = [
-    ["detect"],
-    ["detect", "--model", "yolov8n"],
-    ["segment"],
-    ["segment", "--model", "yolov8n-seg"],
-    ["classify"],
-    ["classify", "--model", "yolov8n-cls"],
-]
+@pytest.mark.parametrize(
+    ("task", "model"),
+    [
+        ("detect", None),
+        ("detect", "yolov8n"),
+        ("segment", None),
+        ("segment", "yolov8n-seg"),
+        ("classify", None),
+        ("classify", "yolov8n-cls"),
+    ],
+)
+def test_pickle_payload_refused_in_every_loader(
+    evil: tuple[Path, Path], task: str, model: str | None
+) -> None:
+    """In-process, every task's loader: restricted load, refusal, the payload never runs."""
+    from densecnn.config import PredictConfig
+    from densecnn.errors import UntrustedWeightsError
+    from densecnn.tasks.classify import load_classifier
+    from densecnn.tasks.detect import build_detector
+    from densecnn.tasks.segment import load_segmenter
+
+    weights, marker = evil
+    build = {"detect": build_detector, "segment": load_segmenter, "classify": load_classifier}[task]
+    with pytest.raises(UntrustedWeightsError, match="--trust-weights"):
+        build(PredictConfig(model=model, weights=weights, device="cpu"))
+    assert not marker.exists(), "the weight file ran code"
+
+
+def test_refused_even_if_ultralytics_was_imported_unsafe(evil: tuple[Path, Path]) -> None:
+    """A program that imported Ultralytics before densecnn (so ULTRALYTICS_SAFE_LOAD was not read)
+    still gets the restricted load."""
+    from densecnn.errors import UntrustedWeightsError
+    from densecnn.integrations.ultralytics import import_ultralytics
+    from densecnn.tasks.detect.yolo import load_yolo_module
+
+    import_ultralytics()
+    from ultralytics.nn import tasks
+
+    weights, marker = evil
+    saved, tasks.SAFE_LOAD = tasks.SAFE_LOAD, False
+    try:
+        with pytest.raises(UntrustedWeightsError):
+            load_yolo_module(weights, user_named=True)
+    finally:
+        tasks.SAFE_LOAD = saved
+    assert not marker.exists()
+
+
+YOLO_PATHS = [["detect"], ["segment", "--model", "yolov8n-seg"], ["classify"]]
 
 
 @pytest.mark.parametrize("cmd", YOLO_PATHS, ids=lambda c: "-".join(c))
@@ -246,14 +287,29 @@ def test_verify_advice_for_embedded_files() -> None:
 # ------------------------------------------------------------------ convert
 
 
-def _rows(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+def _predict(task: str, weights: Path) -> list[dict]:
+    """In-process: the predictor densecnn builds for ``--weights`` on one image → its JSONL records."""
+    from densecnn.config import PredictConfig
+    from densecnn.results import Frame
+    from densecnn.sources.images import read_image
+
+    cfg = PredictConfig(weights=weights, device="cpu", imgsz=160 if task != "classify" else None)
+    if task == "detect":
+        from densecnn.tasks.detect import build_detector as build
+    elif task == "segment":
+        from densecnn.tasks.segment import load_segmenter as build
+    else:
+        from densecnn.tasks.classify import load_classifier as build
+    predictor, _ = build(cfg)
+    frame = Frame(read_image(IMAGE), source="coffee.jpg", path=str(IMAGE), index=0, timestamp=0.0)
+    return [r.record() for r in predictor.predict([frame])]
 
 
 @pytest.mark.parametrize("task", ["detect", "segment", "classify"])
-def test_convert_predicts_identically(
-    run_cli: CliRunner, tmp_path: Path, yolo_weights: Path, task: str
-) -> None:
+def test_convert_predicts_identically(tmp_path: Path, yolo_weights: Path, task: str) -> None:
+    """``weights convert``'s file (no pickle) gives exactly the .pt's predictions."""
+    from densecnn.tasks.detect.yolo_state import convert_ultralytics
+
     if task == "detect":
         pt = tmp_path / "m.pt"
         shutil.copy(yolo_weights, pt)
@@ -261,19 +317,20 @@ def test_convert_predicts_identically(
         pt = make_yolo_seg_checkpoint(tmp_path / "m.pt", images=[IMAGE], imgsz=160)
     else:
         pt = make_yolo_cls_checkpoint(tmp_path / "m.pt", imgsz=64)
-    proc = run_cli("weights", "convert", str(pt))
+    meta = convert_ultralytics(pt, tmp_path / "m.safetensors")
+    assert meta.task == task
+    before, after = _predict(task, pt), _predict(task, tmp_path / "m.safetensors")
+    assert before == after
+    assert before[0].get("detections") or before[0].get("instances") or before[0].get("classes")
+
+
+def test_convert_cli(run_cli: CliRunner, tmp_path: Path, yolo_weights: Path) -> None:
+    proc = run_cli("weights", "convert", str(yolo_weights), "--out", "m.safetensors")
     assert proc.returncode == 0, proc.stderr
-    st = tmp_path / "m.safetensors"
-    assert st.is_file()
-    extra = ["--imgsz", "160"] if task != "classify" else []
-    runs = []
-    for weights in (pt, st):
-        name = weights.suffix[1:]
-        proc = run_cli(task, str(IMAGE), "--weights", str(weights), "--name", name, "--out", "r", *extra)
-        assert proc.returncode == 0, proc.stderr
-        runs.append(_rows(tmp_path / "r" / name))
-    assert runs[0] == runs[1]
-    assert runs[0][0].get("detections") or runs[0][0].get("instances") or runs[0][0].get("classes")
+    proc = run_cli("detect", str(IMAGE), "--weights", "m.safetensors", "--out", "o", "-q")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("weights", "convert", "m.safetensors")
+    assert proc.returncode == 2 and "already a .safetensors" in proc.stderr
 
 
 @pytest.mark.parametrize(

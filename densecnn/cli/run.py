@@ -10,6 +10,7 @@ this module stays cheap (``--help``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 from collections.abc import Iterator
@@ -133,6 +134,9 @@ def _display_ok(lcfg: LiveConfig, quiet: bool) -> bool:
     return False
 
 
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES})
+
+
 @contextlib.contextmanager
 def _output_errors(run_dir: Path) -> Iterator[None]:
     """A failed write of an output (disk full, read-only, I/O error) ends the run as
@@ -142,6 +146,8 @@ def _output_errors(run_dir: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
         where = f" ({exc.filename})" if exc.filename else ""
         raise OutputWriteError(
             f"Cannot write outputs in {run_dir}{where}: {exc.strerror or exc}. The run stopped; "

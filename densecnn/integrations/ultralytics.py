@@ -83,6 +83,29 @@ def untrusted_error(path: Path) -> Exception:
 
 
 @contextlib.contextmanager
+def restricted_unpickling() -> Iterator[None]:
+    """Ultralytics' ``weights_only`` allow-list load, whatever the environment said when Ultralytics
+    was first imported (a program may import it before densecnn). On a torch without restricted
+    loading (before 2.6) Ultralytics would fall back to a full unpickle: refused instead."""
+    import_ultralytics()
+    from ultralytics.nn import tasks
+
+    if not tasks._SafeLoad.SUPPORTED:
+        from densecnn.errors import UntrustedWeightsError
+
+        raise UntrustedWeightsError(
+            "This torch cannot load Ultralytics checkpoints without running their code (torch < 2.6).",
+            hint=f"Upgrade torch, or pass --trust-weights / {TRUST_ENV}=1 for files you trust.",
+        )
+    previous = tasks.SAFE_LOAD
+    tasks.SAFE_LOAD = True
+    try:
+        yield
+    finally:
+        tasks.SAFE_LOAD = previous
+
+
+@contextlib.contextmanager
 def full_unpickling() -> Iterator[None]:
     """Allow a full (code-running) unpickle: only for a checkpoint the user named with ``--weights``
     and allowed with ``--trust-weights`` (see :func:`weights_trusted`)."""

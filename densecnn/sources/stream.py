@@ -220,6 +220,7 @@ class _Capture(threading.Thread):
         self.t0: float | None = None  # first frame's capture time: timestamps count from it
         self.ref = InputRef(Path(spec.name), spec.name, "video")
         self.stats = StreamStats()
+        self.opened = False  # its InputStart was sent
 
     def run(self) -> None:
         try:
@@ -236,7 +237,7 @@ class _Capture(threading.Thread):
             if backend is not None:
                 if not started:
                     self._emit(InputStart(self.ref, backend.info))
-                    started = True
+                    started = self.opened = True
                 elif attempts:
                     self.stats.reconnects += 1
                 delivered, error = self._read_all(backend)
@@ -245,6 +246,7 @@ class _Capture(threading.Thread):
             if self.stop.is_set():
                 return
             if not started:  # never connected: fail fast, a typo should not wait for backoff
+                self.opened = True
                 self._emit(InputStart(self.ref))
                 self._emit(InputFailure(self.ref, f"cannot open {self.spec.shown}: {error}"))
                 return
@@ -346,6 +348,11 @@ class LiveSource:
     @property
     def dropped(self) -> int:
         return sum(c.stats.dropped for c in self._captures)
+
+    def silent(self) -> list[tuple[StreamSpec, bool]]:
+        """``(stream, opened)`` of the streams that delivered no frame at all (e.g. still connecting
+        when ``--duration`` ended the run): a stream that gave nothing is never a success."""
+        return [(c.spec, c.opened) for c in self._captures if c.stats.frames == 0]
 
     def events(self, stop: threading.Event | None = None) -> Iterator[SourceEvent]:
         """Start one capture thread per stream and yield their events until every stream has ended

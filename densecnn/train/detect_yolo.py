@@ -31,6 +31,7 @@ from densecnn.integrations.ultralytics import (
     import_ultralytics,
     needs_full_unpickling,
     offline_training,
+    restricted_unpickling,
     untrusted_error,
     weights_trusted,
 )
@@ -101,7 +102,7 @@ def _trusted(cfg: TrainConfig) -> contextlib.AbstractContextManager[None]:
     """Full unpickling while this run loads the user's ``--weights``, if the user allowed it."""
     if cfg.weights is not None and weights_trusted(cfg.trust_weights):
         return full_unpickling()
-    return contextlib.nullcontext()
+    return restricted_unpickling()
 
 
 def _prepare_data(cfg: TrainConfig, run_dir: Path) -> Path:

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from densecnn.errors import UsageError
+from densecnn.errors import DenseCNNError, UsageError
 from densecnn.integrations.ultralytics import (
     TRUST_ENV,
     full_unpickling,
     import_ultralytics,
     needs_full_unpickling,
+    restricted_unpickling,
     untrusted_error,
     weights_trusted,
 )
@@ -56,7 +57,8 @@ def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> to
     from ultralytics.nn.tasks import load_checkpoint
 
     try:
-        model, _ = load_checkpoint(str(path.resolve()))
+        with restricted_unpickling():
+            model, _ = load_checkpoint(str(path.resolve()))
     except (TypeError, ModuleNotFoundError, pickle.UnpicklingError) as exc:
         if not needs_full_unpickling(exc):
             raise UsageError(
@@ -77,6 +79,8 @@ def load_yolo_module(path: Path, *, user_named: bool, trust: bool = False) -> to
                 hint="Pass a .pt file written by Ultralytics (YOLO(...).save / yolo train) or pick a "
                 "torchvision --model for a state dict.",
             ) from exc2
+    except DenseCNNError:
+        raise
     except Exception as exc:
         raise UsageError(
             f"Could not load {path} as an Ultralytics checkpoint: {_first_line(exc)}",
