@@ -99,6 +99,10 @@ class Predictions(Iterator["Prediction"]):
         except StopIteration:
             self._finish()
             raise
+        except BaseException:
+            self._done = True
+            self._run.release()  # a run that broke off: its outputs so far stay, unlocked
+            raise
 
     def close(self) -> None:
         """Stop early: what was written so far is finalized (videos closed, summary.json written)."""

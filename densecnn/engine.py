@@ -223,12 +223,24 @@ class PredictionRun:
         }
 
     def finish(self) -> None:
-        """Write summary.json (when saving), with no URL password in it."""
+        """Write summary.json (when saving), with no URL password in it; unlock the run folder."""
         from densecnn.fsutil import atomic_write_json
         from densecnn.redact import redact_obj
 
-        if self.run_dir is not None and self.summary is not None:
-            atomic_write_json(self.run_dir / "summary.json", redact_obj(self.summary_record()))
+        if self.run_dir is None:
+            return
+        try:
+            if self.summary is not None:
+                atomic_write_json(self.run_dir / "summary.json", redact_obj(self.summary_record()))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Unlock the run folder without writing summary.json (a run that broke off)."""
+        from densecnn.fsutil import release_run_dir
+
+        if self.run_dir is not None:
+            release_run_dir(self.run_dir)
 
 
 def _warm_up(predictor: Predictor) -> None:

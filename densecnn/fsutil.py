@@ -130,3 +130,11 @@ def claim_run_dir(parent: Path, name: str, *, exist_ok: bool) -> Path:
     fh.flush()
     _LOCKS[run_dir.absolute()] = fh
     return run_dir
+
+
+def release_run_dir(run_dir: Path) -> None:
+    """Unlock a folder :func:`claim_run_dir` locked (a run that ended; the same process may start
+    another run, e.g. ``densecnn.predict`` in a script, or the tests' in-process CLI)."""
+    fh = _LOCKS.pop(Path(run_dir).absolute(), None)
+    if fh is not None:
+        fh.close()

@@ -161,7 +161,7 @@ def test_webcam_index_without_a_camera_fails_fast(run_cli_process, tmp_path, yol
     index = next(str(i) for i in range(10) if not Path(f"/dev/video{i}").exists())
     res = run_cli_process("detect", index, "-w", str(yolo_weights), *FAST, timeout=120)
     assert res.returncode == 1, res.stderr
-    assert "1 live stream(s), latest mode" in res.stdout
+    assert "1 live stream, latest mode" in res.stdout
     errors = read_jsonl(tmp_path / RUN / "errors.jsonl")
     assert errors[0]["source"] == f"webcam{index}"
     assert errors[0]["error"] == f"cannot open {index}: no camera at index {index} (or it is busy)"

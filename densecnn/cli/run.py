@@ -64,8 +64,12 @@ def run_prediction(
             console.print(f"Resuming {run.run_dir}: {run.skipped} inputs already done, skipped.")
         progress = RichProgress(console, task)
     assert run.run_dir is not None
-    with sigterm_as_interrupt(), _output_errors(run.run_dir):
-        drain(run.predictions(progress))
+    try:
+        with sigterm_as_interrupt(), _output_errors(run.run_dir):
+            drain(run.predictions(progress))
+    except BaseException:
+        run.release()  # no summary.json for a run that broke off; its outputs so far stay
+        raise
     run.finish()
     summary = run.summary
     assert summary is not None and run.run_dir is not None
@@ -171,9 +175,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 def configure_logging(verbose: bool) -> None:
     """INFO logs with ``--verbose``; otherwise warnings only, and Ultralytics' chatter silenced."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(message)s")
+    logging.getLogger().setLevel(level)  # also when an earlier call configured logging
     if not verbose:
         logging.getLogger("ultralytics").setLevel(logging.ERROR)
     from densecnn.redact import RedactingFilter
