@@ -53,20 +53,7 @@ class CocoSink(Sink):
                 continue
             if cid not in self._categories:  # an id the model's label map did not list
                 self._categories[cid] = dets.class_name(cid)
-            x1, y1, x2, y2 = (float(v) for v in box)
-            w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
-            ann: dict[str, Any] = {
-                "id": len(self._annotations) + 1,
-                "image_id": image_id,
-                "category_id": cid,
-                "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
-                "area": round(w * h, 2),
-                "score": round(float(score), 5),
-                "iscrowd": 0,
-            }
-            if rle is not None:
-                ann["segmentation"], ann["area"] = rle, int(area)
-            self._annotations.append(ann)
+            self._add(image_id, cid, box, float(score), rle, area)
 
     def add_record(self, row: dict[str, Any]) -> None:
         """Add one image's predictions.jsonl row (an earlier run's, on resume), as :meth:`write` would."""
@@ -79,24 +66,29 @@ class CocoSink(Sink):
             if cid in self._excluded:
                 continue
             self._categories.setdefault(cid, str(det.get("class_name", cid)))
-            x1, y1, x2, y2 = (float(v) for v in det["box"])
-            w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
-            ann: dict[str, Any] = {
-                "id": len(self._annotations) + 1,
-                "image_id": image_id,
-                "category_id": cid,
-                "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
-                "area": round(w * h, 2),
-                "score": round(float(det["score"]), 5),
-                "iscrowd": 0,
-            }
-            if "mask" in det:
+            rle, area = det.get("mask"), None
+            if rle is not None:
                 from pycocotools import mask as mask_utils
 
-                rle = det["mask"]
                 area = mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
-                ann["segmentation"], ann["area"] = rle, int(area)
-            self._annotations.append(ann)
+            self._add(image_id, cid, det["box"], float(det["score"]), rle, area)
+
+    def _add(self, image_id: int, cid: int, box: Any, score: float, rle: Any, area: Any) -> None:
+        """One annotation: ``box`` xyxy → COCO xywh; an instance mask's RLE and pixel area when given."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+        ann: dict[str, Any] = {
+            "id": len(self._annotations) + 1,
+            "image_id": image_id,
+            "category_id": cid,
+            "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
+            "area": round(w * h, 2),
+            "score": round(score, 5),
+            "iscrowd": 0,
+        }
+        if rle is not None:
+            ann["segmentation"], ann["area"] = rle, int(area)
+        self._annotations.append(ann)
 
     def dataset(self) -> dict[str, Any]:
         """The COCO dict accumulated so far."""
