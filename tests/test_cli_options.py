@@ -20,7 +20,7 @@ from densecnn.cli import options as opt
 from densecnn.cli.app import app
 
 runner = CliRunner()
-WIDE = {"COLUMNS": "220", "TERMINAL_WIDTH": "220"}
+WIDE = {"COLUMNS": "220"}  # not TERMINAL_WIDTH: Typer reads it once per process, at import
 ROW = re.compile(r"^│\s+(?:\*\s+)?(--[a-z][\w-]*)")
 
 

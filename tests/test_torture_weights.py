@@ -67,14 +67,11 @@ def test_pickle_payload_refused_in_every_loader(
     """In-process, every task's loader: restricted load, refusal, the payload never runs."""
     from densecnn.config import PredictConfig
     from densecnn.errors import UntrustedWeightsError
-    from densecnn.tasks.classify import load_classifier
-    from densecnn.tasks.detect import build_detector
-    from densecnn.tasks.segment import load_segmenter
+    from densecnn.tasks.loading import load_predictor
 
     weights, marker = evil
-    build = {"detect": build_detector, "segment": load_segmenter, "classify": load_classifier}[task]
     with pytest.raises(UntrustedWeightsError, match="--trust-weights"):
-        build(PredictConfig(model=model, weights=weights, device="cpu"))
+        load_predictor(PredictConfig(model=model, weights=weights, device="cpu"), task=task)
     assert not marker.exists(), "the weight file ran code"
 
 
@@ -292,15 +289,10 @@ def _predict(task: str, weights: Path) -> list[dict]:
     from densecnn.config import PredictConfig
     from densecnn.results import Frame
     from densecnn.sources.images import read_image
+    from densecnn.tasks.loading import load_predictor
 
     cfg = PredictConfig(weights=weights, device="cpu", imgsz=160 if task != "classify" else None)
-    if task == "detect":
-        from densecnn.tasks.detect import build_detector as build
-    elif task == "segment":
-        from densecnn.tasks.segment import load_segmenter as build
-    else:
-        from densecnn.tasks.classify import load_classifier as build
-    predictor, _ = build(cfg)
+    predictor = load_predictor(cfg, task=task)
     frame = Frame(read_image(IMAGE), source="coffee.jpg", path=str(IMAGE), index=0, timestamp=0.0)
     return [r.record() for r in predictor.predict([frame])]
 
@@ -325,7 +317,7 @@ def test_convert_predicts_identically(tmp_path: Path, yolo_weights: Path, task: 
 
 
 def test_convert_cli(run_cli: CliRunner, tmp_path: Path, yolo_weights: Path) -> None:
-    proc = run_cli("weights", "convert", str(yolo_weights), "--out", "m.safetensors")
+    proc = run_cli("weights", "convert", str(yolo_weights), "--output", "m.safetensors")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("detect", str(IMAGE), "--weights", "m.safetensors", "--out", "o", "-q")
     assert proc.returncode == 0, proc.stderr
