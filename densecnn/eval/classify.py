@@ -77,23 +77,10 @@ def _label_map(folder: ImageFolder, names: Sequence[str]) -> dict[int, int]:
 
 def evaluate(cfg: EvalConfig) -> EvalOutcome:
     """top-1 / top-5 / per-class metrics of ``cfg.weights`` on ``cfg.split`` of an ImageFolder."""
-    from densecnn.config import PredictConfig
     from densecnn.eval.report import plot_confusion
     from densecnn.fsutil import next_run_dir
-    from densecnn.tasks.loading import load_predictor
 
-    predictor = load_predictor(
-        PredictConfig(
-            model=cfg.model,
-            weights=cfg.weights,
-            trust_weights=cfg.trust_weights,
-            backbone=cfg.backbone,
-            imgsz=cfg.imgsz,
-            device=cfg.device,
-            topk=5,
-        ),
-        task="classify",
-    )
+    predictor = cfg.predictor(topk=5)
     names = [predictor.names[i] for i in sorted(predictor.names)]
     k = min(5, len(names))
     predictor.topk = k

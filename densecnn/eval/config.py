@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from densecnn.config import MaskMode, check_run_name
 from densecnn.errors import UsageError
@@ -40,6 +40,22 @@ class EvalConfig:
     exist_ok: bool = False
     plots: bool = True
     mask_mode: MaskMode | None = None  # None: the checkpoint's
+
+    def predictor(self, **settings: Any) -> Any:
+        """The predictor under evaluation, built as ``densecnn.load`` builds it (``settings``: the
+        task's own, e.g. conf/iou/max_det or topk; ``imgsz`` replaces the given one)."""
+        from densecnn.config import PredictConfig
+        from densecnn.tasks.loading import load_predictor
+
+        given = {
+            "model": self.model,
+            "weights": self.weights,
+            "trust_weights": self.trust_weights,
+            "backbone": self.backbone,
+            "imgsz": self.imgsz,
+            "device": self.device,
+        }
+        return load_predictor(PredictConfig(**{**given, **settings}), task=self.task)
 
     def __post_init__(self) -> None:
         check_run_name(self.name)

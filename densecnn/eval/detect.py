@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from densecnn.config import PredictConfig
 from densecnn.data.detection import DetItem, images_for, load_detection_data, read_items
 from densecnn.errors import UsageError
 from densecnn.eval.coco import (
@@ -63,21 +62,8 @@ def evaluate(cfg: EvalConfig) -> EvalOutcome:
 
 
 def _predictor(cfg: EvalConfig) -> Any:
-    from densecnn.tasks.loading import load_predictor
-
     imgsz = cfg.imgsz or _trained_imgsz(cfg.weights, trust=cfg.trust_weights)
-    pcfg = PredictConfig(
-        model=cfg.model,
-        weights=cfg.weights,
-        trust_weights=cfg.trust_weights,
-        backbone=cfg.backbone,
-        conf=cfg.conf,
-        iou=cfg.iou,
-        imgsz=imgsz,
-        device=cfg.device,
-        max_det=MAX_DET,
-    )
-    predictor = load_predictor(pcfg, task="detect")
+    predictor = cfg.predictor(conf=cfg.conf, iou=cfg.iou, imgsz=imgsz, max_det=MAX_DET)
     if hasattr(predictor, "nms_time_per_image"):
         predictor.nms_time_per_image = float("inf")  # never drop boxes on a busy machine
     return predictor

@@ -106,25 +106,13 @@ def score(
 def evaluate(cfg: EvalConfig) -> EvalOutcome:
     """mIoU, per-class IoU, Dice, pixel accuracy of ``cfg.weights`` on ``cfg.split`` of a masks folder."""
     from densecnn.checkpoint import read_meta
-    from densecnn.config import PredictConfig
     from densecnn.eval.report import plot_confusion
     from densecnn.fsutil import next_run_dir
-    from densecnn.tasks.loading import load_predictor
 
     meta = read_meta(cfg.weights)
     data_info = (meta.extra.get("data") or {}) if meta is not None else {}
     mask_mode = cfg.mask_mode or data_info.get("mask_mode", "labels")
-    predictor = load_predictor(
-        PredictConfig(
-            model=cfg.model,
-            weights=cfg.weights,
-            trust_weights=cfg.trust_weights,
-            backbone=cfg.backbone,
-            imgsz=cfg.imgsz,
-            device=cfg.device,
-        ),
-        task="segment",
-    )
+    predictor = cfg.predictor()
     names = cfg.class_names or (meta.class_names if meta is not None else tuple(predictor.names.values()))
     folder = open_masks_folder(
         cfg.data,
