@@ -142,37 +142,24 @@ class _Reader(threading.Thread):
             _put(self.out, _Done(error), threading.Event())
 
 
-class _Writer(threading.Thread):
+class SinkFeed:
+    """Hands an ordered stream of predictions and input events to every sink (drawing each annotated
+    frame once, only when a sink needs it) and counts them in ``summary``. The writer thread of
+    :func:`stream` feeds the sinks through one; so does each worker of the Ray engine."""
+
     def __init__(
         self,
-        inbox: queue.Queue[Any],
         sinks: list[Sink],
         summary: RunSummary,
-        progress: Progress,
+        progress: Progress | None = None,
         draw: Callable[[Any, Any], Any] = draw_result,
     ) -> None:
-        super().__init__(name="densecnn-writer", daemon=True)
-        self.draw_fn = draw
-        self.inbox, self.sinks, self.summary = inbox, sinks, summary
-        self.progress = progress
+        self.sinks, self.summary, self.draw_fn = sinks, summary, draw
+        self.progress = progress or Progress()
         self.draw = any(s.needs_annotated for s in sinks)
         self.timers = StageTimer()
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        try:
-            while True:
-                item = self.inbox.get()
-                if isinstance(item, _Done):
-                    return
-                self._handle(item)
-        except BaseException as exc:
-            self.error = exc
-            # keep draining so the producer never blocks on a full queue
-            while not isinstance(self.inbox.get(), _Done):
-                pass
-
-    def _handle(self, item: Any) -> None:
+    def handle(self, item: Prediction | SourceEvent) -> None:
         if isinstance(item, Prediction):
             t0 = time.perf_counter()
             annotated = self.draw_fn(item.frame.image, item.result) if self.draw else None
@@ -202,6 +189,35 @@ class _Writer(threading.Thread):
                 sink.end_input(item)
             if item.ref.kind == "image" and item.frames == 0:
                 self.progress.advance(1, item.ref.source)  # a failed image still counts on the bar
+
+
+class _Writer(threading.Thread):
+    def __init__(
+        self,
+        inbox: queue.Queue[Any],
+        sinks: list[Sink],
+        summary: RunSummary,
+        progress: Progress,
+        draw: Callable[[Any, Any], Any] = draw_result,
+    ) -> None:
+        super().__init__(name="densecnn-writer", daemon=True)
+        self.inbox = inbox
+        self.feed = SinkFeed(sinks, summary, progress, draw)
+        self.timers = self.feed.timers
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get()
+                if isinstance(item, _Done):
+                    return
+                self.feed.handle(item)
+        except BaseException as exc:
+            self.error = exc
+            # keep draining so the producer never blocks on a full queue
+            while not isinstance(self.inbox.get(), _Done):
+                pass
 
 
 def run(**kwargs: Any) -> RunSummary:
@@ -362,12 +378,17 @@ def _predict_loop(
             pending, n_frames = [], 0
 
 
-def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any]) -> Iterator[Prediction]:
+def predict_events(pending: list[Any], predictor: Predictor) -> list[Any]:
+    """``pending`` (source events and frames, in order) with its frames predicted as one batch and
+    replaced by their :class:`Prediction`: what a :class:`SinkFeed` takes, in the same order."""
     frames = [x for x in pending if isinstance(x, Frame)]
     results = iter(predictor.predict(frames)) if frames else iter(())
+    return [Prediction(x, next(results)) if isinstance(x, Frame) else x for x in pending]
+
+
+def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any]) -> Iterator[Prediction]:
     done: list[Prediction] = []
-    for x in pending:
-        item = Prediction(x, next(results)) if isinstance(x, Frame) else x
+    for item in predict_events(pending, predictor):
         _put(q_out, item, threading.Event())  # the writer always drains: never drop here
         if isinstance(item, Prediction):
             done.append(item)
