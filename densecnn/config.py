@@ -15,6 +15,7 @@ OnError = Literal["skip", "fail"]
 OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
+Engine = Literal["local", "ray"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:
@@ -181,3 +182,40 @@ class LiveConfig:
     def mode_for(self, live: bool) -> StreamMode:
         """The stream mode in effect: the one asked for, else ``latest`` live and ``all`` for files."""
         return self.stream_mode or ("latest" if live else "all")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs the predictions. ``local``: the threaded pipeline in this process; ``ray``:
+    an actor pool on a Ray cluster (``address``: ``auto``, ``HOST:PORT`` or None for the instance
+    this process already joined, else a new local one), ``workers`` actors (0: as many as the
+    cluster's CPUs, or GPUs, allow), each reserving ``cpus_per_worker`` CPUs and ``gpus_per_worker``
+    GPUs."""
+
+    engine: Engine = "local"
+    address: str | None = None
+    workers: int = 0
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("--engine", self.engine, Engine)
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 (automatic) or more, got {self.workers}.")
+        if self.gpus_per_worker < 0:
+            raise UsageError(f"--gpus-per-worker must be 0 or more, got {self.gpus_per_worker}.")
+        if self.cpus_per_worker <= 0:
+            raise UsageError(f"--cpus-per-worker must be more than 0, got {self.cpus_per_worker}.")
+        if self.engine == "local":
+            given = [
+                flag
+                for flag, value, default in (
+                    ("--address", self.address, None),
+                    ("--workers", self.workers, 0),
+                    ("--gpus-per-worker", self.gpus_per_worker, 0.0),
+                    ("--cpus-per-worker", self.cpus_per_worker, 1.0),
+                )
+                if value != default
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)}: only with --engine ray.")

@@ -51,6 +51,7 @@ class PredictionRun:
     resumed: ResumedPart | None = None  # what the earlier run of a resumed one had finished
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
+    engine: dict[str, Any] | None = None  # summary.json's "engine" when not the local one (--engine ray)
 
     @classmethod
     def open(
@@ -211,7 +212,7 @@ class PredictionRun:
             "model": spec.name if spec else None,
             "backbone": self.predictor.backbone,
             "weights": str(weights) if weights else None,
-            "device": str(self.predictor.device),
+            "device": str((self.engine or {}).get("device") or self.predictor.device),  # Ray: the workers'
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             "classes": self.predictor.names,
@@ -220,6 +221,7 @@ class PredictionRun:
                 "requested": self.lcfg.show,
                 "shown_frames": self.display.shown if self.display else 0,
             },
+            **({"engine": self.engine} if self.engine is not None else {}),
         }
 
     def finish(self) -> None:

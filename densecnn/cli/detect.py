@@ -58,6 +58,13 @@ def detect(
             save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops, resume=resume
         )
         code = run_prediction(
-            task="detect", source=source, pcfg=pcfg, ocfg=ocfg, lcfg=shared.live_config(), quiet=shared.quiet
+            task="detect",
+            source=source,
+            pcfg=pcfg,
+            ocfg=ocfg,
+            lcfg=shared.live_config(),
+            quiet=shared.quiet,
+            verbose=shared.verbose,
+            ecfg=shared.engine_config(),
         )
     raise typer.Exit(code)

@@ -28,7 +28,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 from densecnn import config as _cfg
-from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig
 from densecnn.errors import UsageError
 
 HELP: dict[str, str] = {}
@@ -240,6 +240,30 @@ Quiet = Annotated[
 Verbose = Annotated[bool, option("--verbose", "-v", help="Show tracebacks and library logs.")]
 Json = Annotated[bool, option("--json", help="Print JSON instead of a table.")]
 
+# ---- Engine --------------------------------------------------------------------------------------
+
+EngineChoice = _choices("EngineChoice", _cfg.Engine)
+Engine = Annotated[
+    EngineChoice,  # type: ignore[valid-type]
+    option(
+        "--engine",
+        help="local: this process (threads); ray: a Ray cluster, for millions of images (image files "
+        "only; needs pip install 'densecnn[ray]'). Same outputs either way.",
+    ),
+]
+Address = Annotated[
+    str | None,
+    option(
+        "--address",
+        help="--engine ray: the cluster, auto (the one `ray start` runs here) or HOST:PORT; default: "
+        "RAY_ADDRESS, else a new Ray instance on this machine.",
+    ),
+]
+GpusPerWorker = Annotated[
+    float, option("--gpus-per-worker", help="--engine ray: GPUs each worker reserves (0.5 shares one).")
+]
+CpusPerWorker = Annotated[float, option("--cpus-per-worker", help="--engine ray: CPUs each worker reserves.")]
+
 # ---- Live sources and run limits -----------------------------------------------------------------
 
 StreamMode = Annotated[
@@ -342,7 +366,16 @@ FreezeEpochs = Annotated[
 ]
 Amp = Annotated[bool, option("--amp/--no-amp", help="Mixed precision (CUDA only).")]
 Deterministic = Annotated[bool, option("--deterministic", help="Deterministic torch kernels.")]
-Workers = Annotated[int, option("--workers", help="Data-loading worker processes (0: in the main one).")]
+_WORKERS = option("--workers", help="Worker processes.")
+Workers = Annotated[int, noted(_WORKERS, "Data-loading ones (0: in the main one).")]
+RayWorkers = Annotated[
+    int,
+    noted(
+        _WORKERS,
+        "--engine ray: model actors, each building the model once (0: as many as the cluster's CPUs, "
+        "or GPUs, allow at --cpus-per-worker / --gpus-per-worker).",
+    ),
+]
 Augment = Annotated[bool, option("--augment/--no-augment", help="Random crops, flips, colour jitter.")]
 Cache = Annotated[
     bool,
@@ -440,6 +473,11 @@ class Shared:
     duration: Duration = LiveConfig.duration
     show: Show = LiveConfig.show
     require_display: RequireDisplay = LiveConfig.require_display
+    engine: Engine = EngineConfig.engine
+    address: Address = EngineConfig.address
+    workers: RayWorkers = EngineConfig.workers
+    gpus_per_worker: GpusPerWorker = EngineConfig.gpus_per_worker
+    cpus_per_worker: CpusPerWorker = EngineConfig.cpus_per_worker
     quiet: Quiet = False
     verbose: Verbose = False
 
@@ -457,6 +495,15 @@ class Shared:
             "on_corrupt": str(self.on_corrupt),
         }
         return OutputConfig(**{**base, **extra})
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            engine=str(self.engine),  # type: ignore[arg-type]
+            address=self.address,
+            workers=self.workers,
+            gpus_per_worker=self.gpus_per_worker,
+            cpus_per_worker=self.cpus_per_worker,
+        )
 
     def live_config(self) -> LiveConfig:
         return LiveConfig(

@@ -65,7 +65,9 @@ def segment(
             pcfg=pcfg,
             ocfg=ocfg,
             lcfg=shared.live_config(),
+            ecfg=shared.engine_config(),
             quiet=shared.quiet,
+            verbose=shared.verbose,
             class_names=resolve_class_names(num_classes, opt.split_names(class_names)),
         )
     raise typer.Exit(code)
