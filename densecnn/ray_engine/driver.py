@@ -241,12 +241,12 @@ class RayRun:
         joined (a script, the tests), else RAY_ADDRESS, else a new local instance (shut down after)."""
         import os
 
-        if not self.verbose:
-            logging.getLogger("ray").setLevel(logging.WARNING)
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
+        level = logging.INFO if self.verbose else logging.ERROR  # Ray's notices are not the user's
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(level)
         if ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": self.verbose}
+        kwargs: dict[str, Any] = {"logging_level": level, "log_to_driver": self.verbose}
         if self.ecfg.address is None and not os.environ.get("RAY_ADDRESS"):
             kwargs["include_dashboard"] = False
         try:
