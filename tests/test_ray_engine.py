@@ -80,7 +80,7 @@ def _segment(run_cli: Any, src: Path, name: str, *extra: str) -> Any:
 def test_same_outputs_as_the_local_engine(ray_address: str, run_cli: Any, tmp_path: Path) -> None:
     import cv2
 
-    good = _coco128(4)
+    good = _coco128(3)
     src = _images(tmp_path / "imgs", good)
     _segment(run_cli, src, "local")
     r = _segment(run_cli, src, "ray", "--engine", "ray", "--workers", "2", "--batch", "2")
@@ -122,7 +122,7 @@ def _shard_rows(run_dir: Path) -> int:
 
 
 def test_a_killed_worker_is_retried_every_input_once(ray_address: str, run_cli: Any, tmp_path: Path) -> None:
-    good = _coco128(10)
+    good = _coco128(8)
     src = _images(tmp_path / "imgs", good)
     run_dir = tmp_path / "out" / "kill"
     killed: dict[str, Any] = {}
@@ -143,7 +143,7 @@ def test_a_killed_worker_is_retried_every_input_once(ray_address: str, run_cli: 
     killer.start()
     r = run_cli(
         "detect", str(src), "--weights", str(YOLO), "--imgsz", "320", "--out", "out", "--name", "kill",
-        "--engine", "ray", "--workers", "2", "--batch", "1",
+        "--engine", "ray", "--workers", "1", "--batch", "1",
     )  # fmt: skip
     killer.join()
     assert r.returncode == 1, r.stdout + r.stderr  # the bad files, nothing else
@@ -159,8 +159,8 @@ def test_a_killed_worker_is_retried_every_input_once(ray_address: str, run_cli: 
     assert sorted(img["file_name"] for img in coco["images"]) == good
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["inputs"] == len(good) + len(BAD) and summary["frames"] == len(good)
-    shards = {w["worker"] for w in summary["engine"]["per_worker"]}
-    assert killed["shard"] not in shards or len(shards) >= 2
+    # the rest was done by the restarted worker: a new process, a new shard
+    assert {w["worker"] for w in summary["engine"]["per_worker"]} - {killed["shard"]}
 
 
 def test_resume_after_the_driver_is_killed(
@@ -168,7 +168,7 @@ def test_resume_after_the_driver_is_killed(
 ) -> None:
     from _cli import cli_env
 
-    good = _coco128(8)
+    good = _coco128(6)
     src = _images(tmp_path / "imgs", good)
     run_dir = tmp_path / "out" / "resumed"
     args = [
@@ -184,19 +184,9 @@ def test_resume_after_the_driver_is_killed(
         "resumed",
     ]
     env = {**os.environ, **cli_env(tmp_path / "_weights")}
+    ray_args = ["--engine", "ray", "--address", ray_address, "--batch", "1", "--workers", "1"]
     driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "densecnn",
-            *args,
-            "--engine",
-            "ray",
-            "--address",
-            ray_address,
-            "--batch",
-            "1",
-        ],
+        [sys.executable, "-m", "densecnn", *args, *ray_args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -215,7 +205,7 @@ def test_resume_after_the_driver_is_killed(
     assert 2 <= done_when_killed < len(good)
     assert not (run_dir / "summary.json").exists()
 
-    r = _segment(run_cli, src, "resumed", "--engine", "ray", "--resume")
+    r = _segment(run_cli, src, "resumed", "--engine", "ray", "--resume", "--workers", "1")
     assert "inputs already done, skipped" in r.stdout
     rows = read_jsonl(run_dir / "predictions.jsonl")
     assert Counter(row["source"] for row in rows) == Counter(good)
