@@ -248,7 +248,7 @@ Engine = Annotated[
     option(
         "--engine",
         help="local: this process (threads); ray: a Ray cluster, for millions of images (image files "
-        "only; needs pip install 'densecnn[ray]'). Same outputs either way.",
+        "only; needs pip install 'densecnn\\[ray]'). Same outputs either way.",
     ),
 ]
 Address = Annotated[
@@ -373,7 +373,7 @@ RayWorkers = Annotated[
     noted(
         _WORKERS,
         "--engine ray: model actors, each building the model once (0: as many as the cluster's CPUs, "
-        "or GPUs, allow at --cpus-per-worker / --gpus-per-worker).",
+        "or GPUs, allow at the CPUs and GPUs each worker reserves).",
     ),
 ]
 Augment = Annotated[bool, option("--augment/--no-augment", help="Random crops, flips, colour jitter.")]
