@@ -97,6 +97,10 @@ def _report(results: dict[str, list[dict[str, Any]]], n: int) -> dict[str, Any]:
             workers = [w for r in runs for w in r["summary"]["engine"]["per_worker"]]
             entry["per_worker_images_per_s"] = [w["images_per_s"] for w in workers]
             entry["per_worker_model_load_s"] = [w["model_load_s"] for w in workers]
+            engines = [r["summary"]["engine"] for r in runs]
+            entry["ray_connect_s"] = [e["connect_s"] for e in engines]
+            entry["first_result_s"] = [e["first_result_s"] for e in engines]
+            entry["per_worker_busy_s"] = [w["busy_s"] for w in workers]
         out[engine] = entry
     out["ray_overhead_s"] = round(out["ray"]["wall_s"] - out["local"]["wall_s"], 2)
     out["ray_wall_ratio"] = round(out["ray"]["wall_s"] / out["local"]["wall_s"], 2)

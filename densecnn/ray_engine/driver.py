@@ -67,6 +67,8 @@ class RayRun:
     workers: dict[str, WorkerStats] = field(default_factory=dict)
     resumed_order: list[str] = field(default_factory=list)  # the inputs an earlier run finished
     n_workers: int = 0
+    connect_s: float = 0.0  # joining (or starting) Ray
+    first_result_s: float | None = None  # from the dataset's start to the first batch back
     _started_ray: bool = False
 
     @classmethod
@@ -144,7 +146,11 @@ class RayRun:
         progress.start(len(run.src.inputs))
         try:
             if run.src.inputs:
-                for batch in self._dataset().iter_batches(batch_size=None, batch_format="numpy"):
+                dataset = self._dataset()
+                submitted = time.perf_counter()
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    if self.first_result_s is None:  # actors started, models loaded, one batch done
+                        self.first_result_s = time.perf_counter() - submitted
                     self._count(batch, summary, reported, stage_s, progress)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -201,7 +207,9 @@ class RayRun:
     def _dataset(self) -> Any:
         """from_items (the listed paths) → read raw bytes (tasks) → ShardWorker actor pool."""
         ray = require_ray()
+        started = time.perf_counter()
         self._connect(ray)
+        self.connect_s = time.perf_counter() - started
         run, ecfg = self.run, self.ecfg
         assert run.run_dir is not None
         ctx = ray.data.DataContext.get_current()
@@ -274,6 +282,8 @@ class RayRun:
             "cpus_per_worker": self.ecfg.cpus_per_worker,
             "gpus_per_worker": self.ecfg.gpus_per_worker,
             "batch": self.run.pcfg.batch,
+            "connect_s": round(self.connect_s, 3),
+            "first_result_s": None if self.first_result_s is None else round(self.first_result_s, 3),
             "per_worker": [stats.record(shard) for shard, stats in sorted(self.workers.items())],
         }
 
