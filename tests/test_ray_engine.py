@@ -4,6 +4,7 @@ local Ray instance (2 CPUs) shared by the module's tests; real COCO images mixed
 Parity with the local engine (pixel-identical masks and overlays, the same predictions.jsonl rows and
 errors.jsonl), a worker killed mid-run (every input exactly once), a killed driver then ``--resume``
 (no duplicates), the refusals, and the install hint when Ray is missing (that test runs without Ray).
+The three cluster tests are the costly part (Ray's start-up, six actor starts, a subprocess driver).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _segment(run_cli: Any, src: Path, name: str, *extra: str) -> Any:
     return r
 
 
+@pytest.mark.slow  # Ray's actors start, import torch and load the model in each run
 def test_same_outputs_as_the_local_engine(ray_address: str, run_cli: Any, tmp_path: Path) -> None:
     import cv2
 
@@ -121,6 +123,7 @@ def _shard_rows(run_dir: Path) -> int:
     return sum(len(read_jsonl(p)) for p in run_dir.glob(".ray-shards/*/predictions.jsonl"))
 
 
+@pytest.mark.slow  # Ray's actors start, import torch and load the model in each run
 def test_a_killed_worker_is_retried_every_input_once(ray_address: str, run_cli: Any, tmp_path: Path) -> None:
     good = _coco128(8)
     src = _images(tmp_path / "imgs", good)
@@ -163,6 +166,7 @@ def test_a_killed_worker_is_retried_every_input_once(ray_address: str, run_cli: 
     assert {w["worker"] for w in summary["engine"]["per_worker"]} - {killed["shard"]}
 
 
+@pytest.mark.slow  # Ray's actors start, import torch and load the model in each run
 def test_resume_after_the_driver_is_killed(
     ray_address: str, run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

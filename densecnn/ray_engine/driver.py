@@ -217,7 +217,12 @@ class RayRun:
         ctx.print_on_execution_start = self.verbose
         self.n_workers = ecfg.workers or _auto_workers(ray, ecfg)
         batch = run.pcfg.batch
-        items = [{"source": ref.source, "path": str(ref.path)} for ref in run.src.inputs]
+        # workers run in their own folders (and on other machines): local paths go as absolute paths
+        local = self.filesystem is None
+        items = [
+            {"source": ref.source, "path": str(ref.path.absolute() if local else ref.path)}
+            for ref in run.src.inputs
+        ]
         # blocks small enough to spread over the workers, at most 256 paths (and their bytes) each
         per_block = max(batch, min(256, math.ceil(len(items) / (4 * self.n_workers))))
         ds = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / per_block))
@@ -233,7 +238,7 @@ class RayRun:
             ShardWorker,
             fn_constructor_kwargs={
                 "task": run.task,
-                "pcfg": run.pcfg,
+                "pcfg": _absolute_weights(run.pcfg),
                 "ocfg": run.ocfg,
                 "run_dir": str(run.run_dir.absolute()),
                 "class_names": self.class_names,
@@ -332,6 +337,11 @@ def _prepare(run: PredictionRun) -> list[str]:
         run.resumed = ResumedPart.read(run.run_dir / "predictions.jsonl", inputs=run.skipped)
     outputs.write_run_files(run.task, run.run_dir, run.predictor)
     return resumed_order
+
+
+def _absolute_weights(pcfg: PredictConfig) -> PredictConfig:
+    """``pcfg`` with ``--weights`` as an absolute path: the workers do not share the driver's folder."""
+    return replace(pcfg, weights=pcfg.weights.absolute()) if pcfg.weights is not None else pcfg
 
 
 def _auto_workers(ray: Any, ecfg: EngineConfig) -> int:
