@@ -264,11 +264,13 @@ class RayRun:
             kwargs["include_dashboard"] = False
         try:
             ray.init(address=self.ecfg.address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # ray.init raises plain Exception too (a node that timed out starting)
+            what = "start a local Ray instance" if self.ecfg.address is None else "join the Ray cluster at"
+            where = "" if self.ecfg.address is None else f" {self.address}"
             raise UsageError(
-                f"--engine ray: cannot join the Ray cluster at {self.address}: {exc}",
+                f"--engine ray: cannot {what}{where}: {str(exc).strip().splitlines()[-1]}",
                 hint="Start one with `ray start --head` and pass --address auto, or give the head's "
-                "HOST:PORT (port 6379 by default).",
+                "HOST:PORT (port 6379 by default). On a busy machine Ray's start-up can time out: retry.",
             ) from None
         self._started_ray = True
 
