@@ -186,3 +186,17 @@ def test_detections_keep_track_ids_through_filter() -> None:
     assert dets.filter(np.array([True, False, True])).track_ids.tolist() == [4, 6]
     assert [d["track_id"] for d in dets.to_dicts()] == [4, 5, 6]
     assert "track_id" not in Detections(np.zeros((1, 4)), [1.0], [0]).to_dicts()[0]
+
+
+def test_python_api_tracks(video: Path, yolo_weights: Path) -> None:
+    import densecnn
+
+    predictions = list(
+        densecnn.predict(
+            video, weights=yolo_weights, tracker="bytetrack", lines=["gate=80,0,80,128"], conf=0.05, imgsz=160
+        )
+    )
+    assert len(predictions) == 6
+    assert all(p.tracking is not None and "gate" in p.tracking.counts["lines"] for p in predictions)
+    assert all(p.result.track_ids is not None for p in predictions)
+    assert sum(len(p.result) for p in predictions) > 0
