@@ -186,6 +186,12 @@ def test_detections_keep_track_ids_through_filter() -> None:
     assert dets.filter(np.array([True, False, True])).track_ids.tolist() == [4, 6]
     assert [d["track_id"] for d in dets.to_dicts()] == [4, 5, 6]
     assert "track_id" not in Detections(np.zeros((1, 4)), [1.0], [0]).to_dicts()[0]
+    from densecnn.sinks.labels import yolo_lines
+
+    boxes = Detections([[0, 0, 10, 20]], [0.5], [2], track_ids=[7])
+    assert yolo_lines(boxes, width=20, height=20, save_conf=True) == [
+        "2 0.250000 0.500000 0.500000 1.000000 0.500000 7"
+    ]
 
 
 def test_python_api_tracks(video: Path, yolo_weights: Path) -> None:
