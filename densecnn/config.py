@@ -37,7 +37,7 @@ class TileConfig:
     """Tiled inference (``--tile``): square tiles of ``size`` pixels overlapping by ``overlap`` of
     their side; results merged by ``merge`` (None: ``nmm``, or ``nms`` with ``iou`` below 0.1
     confidence, as SAHI) comparing boxes by ``match`` at ``threshold``; ``full`` adds the
-    full-frame pass. See ``densecnn.tasks.tiling``."""
+    full-frame pass; ``batch`` tiles go through the model per call. See ``densecnn.tasks.tiling``."""
 
     size: int
     overlap: float = 0.2
@@ -45,8 +45,12 @@ class TileConfig:
     match: TileMatch = "ios"
     threshold: float = 0.5
     full: bool = False
+    batch: int = 0
+    """Tiles per model call (0: all tiles of a frame at once); bounds memory on very large frames."""
 
     def __post_init__(self) -> None:
+        if self.batch < 0:
+            raise UsageError(f"--tile-batch must be 0 (all tiles) or more, got {self.batch}.")
         if not 32 <= self.size <= 8192:
             raise UsageError(f"--tile must be between 32 and 8192 pixels, got {self.size}.")
         if not 0.0 <= self.overlap < 1.0:

@@ -133,7 +133,9 @@ class PredictionRun:
     def model_label(self) -> str:
         name = self.predictor.spec.name if self.predictor.spec else type(self.predictor).__name__
         backbone = self.predictor.backbone
-        return f"{name} ({backbone} backbone)" if backbone else name
+        label = f"{name} ({backbone} backbone)" if backbone else name
+        tile = getattr(self.predictor, "tile", None)
+        return f"{label}, {tile.size} px tiles" if tile is not None else label
 
     def predictions(self, progress: Progress | None = None) -> Iterator[Prediction]:
         """Stream the run: predictions in source order, as the model makes them. ``self.summary`` is
@@ -213,6 +215,7 @@ class PredictionRun:
             "weights": str(weights) if weights else None,
             "device": str(self.predictor.device),
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
+            **_tile_fields(self.predictor),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             "classes": self.predictor.names,
             **self.summary.to_dict(),
@@ -241,6 +244,17 @@ class PredictionRun:
 
         if self.run_dir is not None:
             release_run_dir(self.run_dir)
+
+
+def _tile_fields(predictor: Predictor) -> dict[str, Any]:
+    """summary.json's ``tile``: the tiling settings with the merge actually used (``--tile``)."""
+    from dataclasses import asdict
+
+    from densecnn.tasks.tiling import TiledPredictor
+
+    if not isinstance(predictor, TiledPredictor):
+        return {}
+    return {"tile": {**asdict(predictor.tile), "merge": predictor.merge, "match": predictor.metric}}
 
 
 def _warm_up(predictor: Predictor) -> None:

@@ -259,13 +259,20 @@ class TiledPredictor(Predictor):
         ]
         return bounds, tiles
 
+    def _chunks(self, tiles: Sequence[Frame]) -> list[Sequence[Frame]]:
+        step = self.tile.batch or len(tiles)
+        return [tiles[i : i + step] for i in range(0, len(tiles), step)]
+
+    def _run_inner(self, tiles: Sequence[Frame]) -> list[Result]:
+        return [r for chunk in self._chunks(tiles) for r in self.inner.predict(chunk)]
+
     def _predict_frame(self, frame: Frame) -> Result:
         if self.semantic:
             return self._segment_frame(frame)
         bounds, tiles = self._tiles(frame)
         parts = [
             _shifted(r, x0, y0, frame.height, frame.width)  # type: ignore[arg-type]
-            for r, (x0, y0, _, _) in zip(self.inner.predict(tiles), bounds, strict=True)
+            for r, (x0, y0, _, _) in zip(self._run_inner(tiles), bounds, strict=True)
         ]
         if self.tile.full and len(tiles) > 1:  # its own batch: a different size letterboxes differently
             parts.append(_shifted(self.inner.predict([frame])[0], 0, 0, frame.height, frame.width))  # type: ignore[arg-type]
@@ -287,7 +294,7 @@ class TiledPredictor(Predictor):
         height, width = frame.height, frame.width
         acc = torch.zeros((len(self.names), height, width), dtype=torch.float32)
         total = torch.zeros((height, width), dtype=torch.float32)
-        logits = self._logits(inner, tiles)
+        logits = [t for chunk in self._chunks(tiles) for t in self._logits(inner, chunk)]
         t0 = time.perf_counter()
         for (x0, y0, x1, y1), tile_logits in zip(bounds, logits, strict=True):
             weight = edge_weights(y1 - y0, x1 - x0, ramp, (x0 > 0, y0 > 0, x1 < width, y1 < height))
