@@ -6,9 +6,12 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from densecnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from densecnn.track.geometry import Line, Zone
 
 # The choices of --on-error, --stream-mode and --mask-mode, defined here only (the CLI's come from these)
 OnError = Literal["skip", "fail"]
@@ -221,3 +224,39 @@ class LiveConfig:
     def mode_for(self, live: bool) -> StreamMode:
         """The stream mode in effect: the one asked for, else ``latest`` live and ``all`` for files."""
         return self.stream_mode or ("latest" if live else "all")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Tracking and counting (``densecnn track``). ``tracker``: bytetrack, botsort or a YAML file of
+    Ultralytics tracker settings; ``lines`` / ``zones``: the ``--line`` / ``--zone`` values as given
+    (parsed by :meth:`geometry`); ``anchor``: the point of a box that is counted and trailed (center or
+    bottom); ``trail``: how many past anchor points the drawn trail of a track shows (0: none)."""
+
+    tracker: str = "botsort"
+    lines: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    anchor: str = "center"
+    trail: int = 30
+
+    def __post_init__(self) -> None:
+        from densecnn.track.geometry import ANCHORS
+
+        if self.anchor not in ANCHORS:
+            raise UsageError(f"--anchor must be {' or '.join(ANCHORS)}, got {self.anchor!r}.")
+        if not 0 <= self.trail <= 10_000:
+            raise UsageError(f"--trail must be between 0 and 10000 points, got {self.trail}.")
+        self.settings()  # a bad tracker, line or zone fails here, before any model loads
+        self.geometry()
+
+    def settings(self) -> dict[str, Any]:
+        """The tracker's settings (Ultralytics' keys; see ``densecnn.track.settings``)."""
+        from densecnn.track.settings import load_tracker_settings
+
+        return load_tracker_settings(self.tracker)
+
+    def geometry(self) -> tuple[tuple[Line, ...], tuple[Zone, ...]]:
+        """The counting lines and zones."""
+        from densecnn.track.geometry import parse_geometry
+
+        return parse_geometry(self.lines, self.zones)

@@ -12,7 +12,15 @@ import math
 import cv2
 import numpy as np
 
-from densecnn.results import IGNORE_ID, Classification, Detections, InstanceSegmentation, Result, Segmentation
+from densecnn.results import (
+    IGNORE_ID,
+    Classification,
+    Detections,
+    FrameTracking,
+    InstanceSegmentation,
+    Result,
+    Segmentation,
+)
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -90,7 +98,8 @@ def draw_detections(
     """Draw boxes and ``name 0.87`` labels on a copy of ``image``.
 
     image: ``HxWx3`` uint8 BGR (left untouched). Boxes are xyxy in its pixels; the edge pixels of a box
-    get ``color_for(class_id)``. ``line_width=None`` scales the width to the image size. Returns a new
+    get ``color_for(class_id)``, or for tracked detections ``color_for(track_id)`` with the label
+    ``#id name 0.87``. ``line_width=None`` scales the width to the image size. Returns a new
     ``HxWx3`` uint8 array; labels are kept inside the image.
     """
     out = np.array(image, dtype=np.uint8, copy=True, order="C")
@@ -101,18 +110,22 @@ def draw_detections(
         return out
     lw = max(1, int(line_width)) if line_width is not None else default_line_width(height, width)
     corners = [_box_pixels(b, width, height) for b in detections.boxes]
+    tracked = detections.track_ids is not None
+    colors = [color_for(int(i)) for i in (detections.track_ids if tracked else detections.class_ids)]  # type: ignore[union-attr]
     # Boxes first, labels after, so no box line crosses a label.
-    for pix, cid in zip(corners, detections.class_ids, strict=True):
+    for pix, color in zip(corners, colors, strict=True):
         if pix is not None:
             x1, y1, x2, y2 = pix
-            cv2.rectangle(out, (x1, y1), (x2, y2), color_for(int(cid)), lw, cv2.LINE_8)
-    for pix, cid, score in zip(corners, detections.class_ids, detections.scores, strict=True):
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_8)
+    for i, (pix, cid, score) in enumerate(zip(corners, detections.class_ids, detections.scores, strict=True)):
         if pix is None:
             continue
         text = detections.class_name(int(cid))
+        if tracked:
+            text = f"#{int(detections.track_ids[i])} {text}"  # type: ignore[index]
         if show_scores:
             text = f"{text} {float(score):.2f}"
-        _draw_label(out, text, (pix[0], pix[1]), color_for(int(cid)), lw)
+        _draw_label(out, text, (pix[0], pix[1]), colors[i], lw)
     return out
 
 
@@ -208,6 +221,56 @@ def draw_instances(image: np.ndarray, result: InstanceSegmentation, *, alpha: fl
         color = tuple(int(v) for v in colors[i])
         cv2.drawContours(out, contours, -1, color, max(1, lw // 2), cv2.LINE_8, offset=(pix[0], pix[1]))
     return draw_detections(out, result)
+
+
+_LINE_COLOR = (0, 255, 255)  # BGR yellow: counting lines
+_ZONE_COLOR = (255, 128, 0)  # BGR light blue: counting zones
+
+
+def _total(per_class: dict[str, int]) -> int:
+    return sum(per_class.values())
+
+
+def draw_tracking(image: np.ndarray, tracking: FrameTracking) -> np.ndarray:
+    """Trails, counting lines and zones with their counts, on a copy of ``image`` (``HxWx3`` uint8
+    BGR, usually the frame with its tracked boxes drawn).
+
+    Each track's trail joins its latest anchor points in ``color_for(track_id)``; each line is drawn
+    with ``NAME in N out M`` at its first point (all classes together; per class in the JSON) and a
+    small arrow that points to its *in* side; each zone's outline with
+    ``NAME N inside +entered -exited``.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    lw = default_line_width(*out.shape[:2])
+    for track_id, points in tracking.trails.items():
+        if len(points) > 1:
+            pts = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [pts], False, color_for(track_id), max(1, lw), cv2.LINE_AA)
+    counts = tracking.counts
+    for zone in tracking.zones:
+        pts = np.round(np.asarray(zone.points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], True, _ZONE_COLOR, max(1, lw), cv2.LINE_AA)
+        c = counts["zones"].get(zone.name, {})
+        text = (
+            f"{zone.name} {_total(c.get('inside', {}))} inside "
+            f"+{_total(c.get('entered', {}))} -{_total(c.get('exited', {}))}"
+        )
+        x, y = (round(v) for v in zone.points[0])
+        _draw_label(out, text, (x, y), _ZONE_COLOR, lw)
+    for line in tracking.lines:
+        a = tuple(round(v) for v in line.a)
+        b = tuple(round(v) for v in line.b)
+        cv2.line(out, a, b, _LINE_COLOR, max(1, lw + 1), cv2.LINE_AA)
+        mid = np.array([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2])
+        direction = np.array([b[0] - a[0], b[1] - a[1]], dtype=np.float64)
+        normal = np.array([direction[1], -direction[0]]) / max(np.linalg.norm(direction), 1e-9)
+        tip = mid + normal * max(12, 6 * lw)  # the "in" side: the line turned 90° counter-clockwise
+        start = (round(mid[0]), round(mid[1]))
+        cv2.arrowedLine(out, start, (round(tip[0]), round(tip[1])), _LINE_COLOR, max(1, lw), cv2.LINE_AA)
+        c = counts["lines"].get(line.name, {})
+        text = f"{line.name} in {_total(c.get('in', {}))} out {_total(c.get('out', {}))}"
+        _draw_label(out, text, (int(a[0]), int(a[1])), _LINE_COLOR, lw)
+    return out
 
 
 def draw_result(image: np.ndarray, result: Result, *, alpha: float = 0.5) -> np.ndarray:

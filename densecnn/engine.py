@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
-    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
-    from densecnn.pipeline import Progress, RunSummary
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig, TrackConfig
+    from densecnn.pipeline import Progress, RunSummary, Stage
     from densecnn.results import Prediction
     from densecnn.resume import ResumedPart
     from densecnn.sinks.base import Sink
@@ -51,6 +51,7 @@ class PredictionRun:
     resumed: ResumedPart | None = None  # what the earlier run of a resumed one had finished
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
+    stages: list[Stage] = field(default_factory=list)  # between predictor and sinks (a tracker)
 
     @classmethod
     def open(
@@ -65,17 +66,22 @@ class PredictionRun:
         show: bool = False,
         predictor: Predictor | None = None,
         class_names: tuple[str, ...] | None = None,
+        track: TrackConfig | None = None,
     ) -> PredictionRun:
         """Open ``source`` (before the model loads, so a missing source fails fast), get the
         predictor (``predictor`` as given, else ``densecnn.load``'s), then make the run folder and
-        sinks when ``save``. ``show`` adds the ``--show`` window."""
+        sinks when ``save``. ``show`` adds the ``--show`` window. Task ``track`` (with ``track``, its
+        settings) runs a detection or instance segmentation model through a ``TrackingStage``."""
         from densecnn import outputs
         from densecnn.fsutil import claim_run_dir, ensure_writable_dir
         from densecnn.sources import open_source
         from densecnn.sources.stream import is_live, open_live
         from densecnn.tasks.loading import check_model_name, load_predictor
 
-        check_model_name(pcfg.model, task)  # before the source opens and torch loads
+        tracking = task == "track"
+        if tracking and track is None:
+            raise UsageError("task 'track' needs its TrackConfig (track=...).")
+        check_model_name(pcfg.model, None if tracking else task)  # before the source opens and torch loads
         if save:
             ensure_writable_dir(ocfg.project)  # one line, exit 2, before any model loads
         live = isinstance(source, str) and is_live(source)
@@ -89,7 +95,13 @@ class PredictionRun:
             else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude, on_corrupt=ocfg.on_corrupt)
         )
         if predictor is None:
-            predictor = load_predictor(pcfg, task=task, class_names=class_names)
+            predictor = load_predictor(pcfg, task=None if tracking else task, class_names=class_names)
+        stages: list[Stage] = []
+        if tracking:
+            from densecnn.track.stage import TrackingStage, check_trackable
+
+            check_trackable(predictor)
+            stages.append(TrackingStage(track))  # type: ignore[arg-type]
         run_dir = None
         sinks: list[Sink] = []
         skipped = 0
@@ -119,6 +131,7 @@ class PredictionRun:
             skipped=skipped,
             resuming=is_done is not None,
             resumed=resumed,
+            stages=stages,
         )
         if show:
             from densecnn.sinks.display import DisplaySink
@@ -159,6 +172,7 @@ class PredictionRun:
             max_frames=self.lcfg.max_frames,
             duration=self.lcfg.duration,
             ui=self.display.pump if self.display is not None else None,
+            stages=self.stages,
             **({"draw": draw} if draw is not None else {}),
         )
         self._add_live_counts()

@@ -340,6 +340,44 @@ RequireDisplay = Annotated[
     option("--require-display", help="With --show: fail (exit 2) instead of going on when no display."),
 ]
 
+# ---- Tracking and counting (track) ---------------------------------------------------------------
+
+Tracker = Annotated[
+    str,
+    option(
+        "--tracker",
+        help="bytetrack or botsort (Ultralytics' trackers, their default settings), or a YAML file of "
+        "tracker settings in Ultralytics' format (tracker_type: bytetrack, plus the keys to change: "
+        "track_high_thresh, new_track_thresh, track_buffer, match_thresh...).",
+    ),
+]
+CountLine = Annotated[
+    list[str] | None,
+    option(
+        "--line",
+        help="Count crossings of the line x1,y1,x2,y2 (pixels), in and out per class; repeatable; "
+        "name it as NAME=x1,y1,x2,y2 (door=100,0,100,480). In = the line's direction turned 90° "
+        "counter-clockwise on screen: left to right across a line drawn top to bottom.",
+    ),
+]
+CountZone = Annotated[
+    list[str] | None,
+    option(
+        "--zone",
+        help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,... (pixels) per frame, and entries "
+        'and exits; repeatable; NAME=x1,y1,...; or a JSON file {"NAME": [[x, y], ...], ...}.',
+    ),
+]
+Anchor = Annotated[
+    str,
+    option(
+        "--anchor",
+        help="The point of a box that is counted and trailed: center, or bottom (bottom centre: the "
+        "feet of a person).",
+    ),
+]
+Trail = Annotated[int, option("--trail", help="Past positions shown in each track's drawn trail (0: none).")]
+
 # ---- Datasets (train, eval, data check) ----------------------------------------------------------
 
 _DATA = option(
