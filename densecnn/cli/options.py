@@ -378,6 +378,38 @@ Anchor = Annotated[
 ]
 Trail = Annotated[int, option("--trail", help="Past positions shown in each track's drawn trail (0: none).")]
 
+# ---- Several models over one decode (run) -------------------------------------------------------
+
+_TASK_MODEL = "Run the {task} task with this model (a name from `densecnn models`; default: the task's)."
+_TASK_WEIGHTS = "Weight file of the {task} task (as `densecnn {task} --weights`); runs the task."
+DetectModel = Annotated[str | None, option("--detect", help=_TASK_MODEL.format(task="detect"))]
+DetectWeights = Annotated[Path | None, option("--detect-weights", help=_TASK_WEIGHTS.format(task="detect"))]
+SegmentModel = Annotated[str | None, option("--segment", help=_TASK_MODEL.format(task="segment"))]
+SegmentTaskWeights = Annotated[
+    Path | None, option("--segment-weights", help=_TASK_WEIGHTS.format(task="segment"))
+]
+ClassifyModel = Annotated[str | None, option("--classify", help=_TASK_MODEL.format(task="classify"))]
+ClassifyWeights = Annotated[
+    Path | None, option("--classify-weights", help=_TASK_WEIGHTS.format(task="classify"))
+]
+TasksFile = Annotated[
+    Path | None,
+    option(
+        "--tasks",
+        help="YAML file of tasks and their settings: detect:, segment:, classify:, each with model, "
+        "weights (relative to the file), conf, iou, imgsz, classes, max_det, topk, tile, backbone, "
+        "(segment) num_classes, class_names. --detect etc. override it.",
+    ),
+]
+Track = Annotated[
+    bool,
+    option(
+        "--track",
+        help="Track the detect task's boxes (or an instance segment task's) as `densecnn track` does, "
+        "with --tracker, --line, --zone, --anchor, --trail.",
+    ),
+]
+
 # ---- Datasets (train, eval, data check) ----------------------------------------------------------
 
 _DATA = option(
