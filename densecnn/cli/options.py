@@ -186,7 +186,8 @@ TileMerge = Annotated[
     option(
         "--tile-merge",
         help="With --tile: nmm merges matching boxes into their union (SAHI's default GREEDYNMM); nms "
-        "keeps the best. Default nmm, or nms with --tile-match iou when --conf is below 0.1 (as SAHI).",
+        "keeps the best. Default nmm, or nms matching by iou when the confidence threshold is below "
+        "0.1 (as SAHI).",
     ),
 ]
 TileMatch = Annotated[
