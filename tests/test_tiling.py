@@ -25,48 +25,6 @@ import embedded_data  # noqa: E402 - tools/ is not a package: imported from its 
 pytest.importorskip("sahi")
 
 
-def penn_fudan_mosaic(grid: int, cell: tuple[int, int] = (320, 240)) -> tuple[np.ndarray, np.ndarray]:
-    """``grid x grid`` held-out Penn-Fudan photos (never seen by the embedded detector), each shrunk
-    into a ``cell`` (w, h) of a grey canvas → (BGR canvas, person boxes xyxy from the instance masks)."""
-    if not (DATA / "pennfudan").is_dir():
-        pytest.skip("../shared/data/pennfudan not found")
-    stems = embedded_data.pennfudan_split(DATA).test[: grid * grid]
-    cw, ch = cell
-    canvas = np.full((ch * grid, cw * grid, 3), 114, np.uint8)
-    boxes = []
-    for k, stem in enumerate(stems):
-        image = cv2.imread(str(DATA / "pennfudan" / "images" / f"{stem}.png"))
-        instances = embedded_data._pf_mask(DATA, stem)
-        s = min(cw / image.shape[1], ch / image.shape[0])
-        w, h = int(image.shape[1] * s), int(image.shape[0] * s)
-        x0, y0 = (k % grid) * cw, (k // grid) * ch
-        canvas[y0 : y0 + h, x0 : x0 + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        for ident in np.unique(instances)[1:]:
-            ys, xs = np.nonzero(instances == ident)
-            boxes.append(
-                [x0 + xs.min() * s, y0 + ys.min() * s, x0 + (xs.max() + 1) * s, y0 + (ys.max() + 1) * s]
-            )
-    return canvas, np.asarray(boxes, dtype=np.float64)
-
-
-def recall(truth: np.ndarray, found: np.ndarray, iou: float = 0.5) -> float:
-    """Share of ``truth`` boxes matched one-to-one by a ``found`` box at IoU >= ``iou``."""
-    if not len(found):
-        return 0.0
-    overlap = match_matrix(truth, found, "iou")
-    used: set[int] = set()
-    hits = 0
-    for row in overlap:
-        for j in np.argsort(-row):
-            if row[j] < iou:
-                break
-            if j not in used:
-                used.add(int(j))
-                hits += 1
-                break
-    return hits / len(truth)
-
-
 def assert_same_boxes(ours: np.ndarray, theirs: np.ndarray) -> None:
     """The same number of boxes, each with a partner at IoU >= 0.99 (one-to-one)."""
     assert len(ours) == len(theirs) > 0
@@ -153,7 +111,10 @@ def _sahi_boxes(model: Any, image_bgr: np.ndarray, tile: TileConfig) -> np.ndarr
 
 @pytest.fixture(scope="module")
 def mosaic() -> tuple[np.ndarray, np.ndarray]:
-    return penn_fudan_mosaic(4)
+    """16 held-out Penn-Fudan photos shrunk into a 1280x960 canvas, and their person boxes."""
+    if not (DATA / "pennfudan").is_dir():
+        pytest.skip("../shared/data/pennfudan not found")
+    return embedded_data.small_people_mosaic(DATA, grid=4)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +196,10 @@ def test_tiles_find_the_small_people(run_cli, tmp_path: Path, mosaic: tuple[np.n
         "full": False,
         "batch": 0,
     }
-    whole, tiled = recall(truth, found["whole"]), recall(truth, found["tiled"])
+    whole, tiled = (
+        embedded_data.recall_at(truth, found["whole"]),
+        embedded_data.recall_at(truth, found["tiled"]),
+    )
     assert len(truth) == 44 and whole <= 0.1 and tiled >= 0.5, (whole, tiled)
 
 

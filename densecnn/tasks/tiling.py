@@ -129,18 +129,34 @@ def _greedy_nmm(boxes: np.ndarray, scores: np.ndarray, metric: str, threshold: f
     return kept
 
 
-def merge_detections(det: Detections, *, method: str, metric: str, threshold: float) -> Detections:
+MaskPiece = tuple[np.ndarray, int, int]
+"""An instance mask as a tile predicted it: ``(h, w)`` bool, and the tile's corner ``x0, y0`` in the
+frame. Masks stay tile-sized until the merge, so memory holds frame-sized masks of kept instances only."""
+
+
+def merge_detections(
+    det: Detections,
+    *,
+    method: str,
+    metric: str,
+    threshold: float,
+    pieces: Sequence[MaskPiece] | None = None,
+    size: tuple[int, int] | None = None,
+) -> Detections:
     """Merge the candidates of all tiles of one frame (see the module docstring), class by class.
-    Instance masks (``InstanceSegmentation``) are merged with their boxes."""
+
+    Instance masks merge with their boxes: those of an ``InstanceSegmentation``, or ``pieces`` (one
+    per row of ``det``) painted into ``size`` ``(H, W)`` masks."""
     group = _nms if method == "nms" else _greedy_nmm
-    masks = det.masks if isinstance(det, InstanceSegmentation) else None
+    if pieces is None and isinstance(det, InstanceSegmentation):
+        pieces, size = [(m, 0, 0) for m in det.masks], (det.height, det.width)
     boxes, scores, classes, out_masks = [], [], [], []
     for cls in np.unique(det.class_ids):
         rows = np.flatnonzero(det.class_ids == cls)
         for g in group(det.boxes[rows], det.scores[rows], metric, threshold):
             keep = rows[g.keep]
             box, score, cid = det.boxes[keep].astype(np.float64), float(det.scores[keep]), int(cls)
-            mask = masks[keep].copy() if masks is not None else None
+            absorbed = [keep]
             for m in rows[g.merged]:
                 # checked against the grown box, as SAHI's merge does
                 if match_matrix(box[None], det.boxes[m][None], metric)[0, 0] < threshold:
@@ -150,13 +166,12 @@ def merge_detections(det: Detections, *, method: str, metric: str, threshold: fl
                 if not score > float(det.scores[m]):
                     cid = int(det.class_ids[m])
                 score = max(score, float(det.scores[m]))
-                if mask is not None and masks is not None:
-                    mask |= masks[m]
+                absorbed.append(m)
             boxes.append(box)
             scores.append(score)
             classes.append(cid)
-            if mask is not None:
-                out_masks.append(mask)
+            if pieces is not None and size is not None:
+                out_masks.append(_painted([pieces[k] for k in absorbed], size))
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     merged = Detections(
         np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[order],
@@ -164,36 +179,39 @@ def merge_detections(det: Detections, *, method: str, metric: str, threshold: fl
         np.asarray(classes, dtype=np.int64)[order],
         det.names,
     )
-    if masks is None:
+    if pieces is None or size is None:
         return merged
-    stacked = np.stack(out_masks)[order] if out_masks else np.zeros((0, *masks.shape[1:]), dtype=bool)
+    stacked = np.stack(out_masks)[order] if out_masks else np.zeros((0, *size), dtype=bool)
     return InstanceSegmentation(merged.boxes, merged.scores, merged.class_ids, det.names, stacked)
 
 
-def _shifted(det: Detections, x0: int, y0: int, height: int, width: int) -> Detections:
+def _painted(pieces: Sequence[MaskPiece], size: tuple[int, int]) -> np.ndarray:
+    """The union of tile masks placed at their tile corners, as one ``size`` bool mask."""
+    mask = np.zeros(size, dtype=bool)
+    for piece, x0, y0 in pieces:
+        h, w = piece.shape
+        mask[y0 : y0 + h, x0 : x0 + w] |= piece
+    return mask
+
+
+def _shifted(
+    det: Detections, x0: int, y0: int, height: int, width: int
+) -> tuple[Detections, list[MaskPiece]]:
     """A tile's detections in frame pixels: shifted by the tile corner, clipped to the frame, empty
-    boxes dropped; instance masks placed on a frame-sized canvas."""
+    boxes dropped; and (instance models) their masks as tile pieces."""
     boxes = det.boxes.astype(np.float64) + np.array([x0, y0, x0, y0], dtype=np.float64)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
     valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
-    boxes = boxes[valid].astype(np.float32)
-    if not isinstance(det, InstanceSegmentation):
-        return Detections(boxes, det.scores[valid], det.class_ids[valid], det.names)
-    tile_masks = det.masks[valid]
-    canvas = np.zeros((len(tile_masks), height, width), dtype=bool)
-    th, tw = tile_masks.shape[1:]
-    canvas[:, y0 : y0 + th, x0 : x0 + tw] = tile_masks
-    return InstanceSegmentation(boxes, det.scores[valid], det.class_ids[valid], det.names, canvas)
+    shifted = Detections(boxes[valid].astype(np.float32), det.scores[valid], det.class_ids[valid], det.names)
+    masks = det.masks[valid] if isinstance(det, InstanceSegmentation) else []
+    return shifted, [(m, x0, y0) for m in masks]
 
 
-def _concat(parts: Sequence[Detections], names: dict[int, str], height: int, width: int) -> Detections:
+def _concat(parts: Sequence[Detections], names: dict[int, str]) -> Detections:
     boxes = np.concatenate([p.boxes for p in parts]) if parts else np.zeros((0, 4), np.float32)
     scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros((0,), np.float32)
     classes = np.concatenate([p.class_ids for p in parts]) if parts else np.zeros((0,), np.int64)
-    if parts and isinstance(parts[0], InstanceSegmentation):
-        masks = np.concatenate([p.masks for p in parts])  # type: ignore[attr-defined]
-        return InstanceSegmentation(boxes, scores, classes, names, masks)
     return Detections(boxes, scores, classes, names)
 
 
@@ -270,18 +288,21 @@ class TiledPredictor(Predictor):
         if self.semantic:
             return self._segment_frame(frame)
         bounds, tiles = self._tiles(frame)
-        parts = [
-            _shifted(r, x0, y0, frame.height, frame.width)  # type: ignore[arg-type]
+        size = (frame.height, frame.width)
+        shifted = [
+            _shifted(r, x0, y0, *size)  # type: ignore[arg-type]
             for r, (x0, y0, _, _) in zip(self._run_inner(tiles), bounds, strict=True)
         ]
         if self.tile.full and len(tiles) > 1:  # its own batch: a different size letterboxes differently
-            parts.append(_shifted(self.inner.predict([frame])[0], 0, 0, frame.height, frame.width))  # type: ignore[arg-type]
+            shifted.append(_shifted(self.inner.predict([frame])[0], 0, 0, *size))  # type: ignore[arg-type]
         t0 = time.perf_counter()
         merged = merge_detections(
-            _concat(parts, self.names, frame.height, frame.width),
+            _concat([d for d, _ in shifted], self.names),
             method=self.merge,
             metric=self.metric,
             threshold=self.tile.threshold,
+            pieces=[p for _, ps in shifted for p in ps] if self.instances else None,
+            size=size,
         )
         self.timers.add("postprocess", time.perf_counter() - t0, 0)
         return merged
