@@ -232,45 +232,53 @@ def _total(per_class: dict[str, int]) -> int:
 
 
 def draw_tracking(image: np.ndarray, tracking: FrameTracking) -> np.ndarray:
-    """Trails, counting lines and zones with their counts, on a copy of ``image`` (``HxWx3`` uint8
+    """Trails, counting lines and zones, and their counts, on a copy of ``image`` (``HxWx3`` uint8
     BGR, usually the frame with its tracked boxes drawn).
 
-    Each track's trail joins its latest anchor points in ``color_for(track_id)``; each line is drawn
-    with ``NAME in N out M`` at its first point (all classes together; per class in the JSON) and a
-    small arrow that points to its *in* side; each zone's outline with
-    ``NAME N inside +entered -exited``.
+    Each track's trail joins its latest anchor points in ``color_for(track_id)``. Each line is drawn
+    with its name at its first point and a short arrow from its middle to its *in* side; each zone's
+    outline with its name at its first point. The counts (all classes together; per class in the
+    JSON) are stacked at the bottom-left corner: ``door in 3 out 2``, ``shop 1 inside +4 -3``.
     """
     out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    height = out.shape[0]
     lw = default_line_width(*out.shape[:2])
     for track_id, points in tracking.trails.items():
         if len(points) > 1:
             pts = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
             cv2.polylines(out, [pts], False, color_for(track_id), max(1, lw), cv2.LINE_AA)
-    counts = tracking.counts
     for zone in tracking.zones:
         pts = np.round(np.asarray(zone.points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
         cv2.polylines(out, [pts], True, _ZONE_COLOR, max(1, lw), cv2.LINE_AA)
-        c = counts["zones"].get(zone.name, {})
-        text = (
-            f"{zone.name} {_total(c.get('inside', {}))} inside "
-            f"+{_total(c.get('entered', {}))} -{_total(c.get('exited', {}))}"
-        )
-        x, y = (round(v) for v in zone.points[0])
-        _draw_label(out, text, (x, y), _ZONE_COLOR, lw)
+        _draw_label(out, zone.name, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), _ZONE_COLOR, lw)
     for line in tracking.lines:
-        a = tuple(round(v) for v in line.a)
-        b = tuple(round(v) for v in line.b)
-        cv2.line(out, a, b, _LINE_COLOR, max(1, lw + 1), cv2.LINE_AA)
-        mid = np.array([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2])
-        direction = np.array([b[0] - a[0], b[1] - a[1]], dtype=np.float64)
-        normal = np.array([direction[1], -direction[0]]) / max(np.linalg.norm(direction), 1e-9)
-        tip = mid + normal * max(12, 6 * lw)  # the "in" side: the line turned 90° counter-clockwise
-        start = (round(mid[0]), round(mid[1]))
-        cv2.arrowedLine(out, start, (round(tip[0]), round(tip[1])), _LINE_COLOR, max(1, lw), cv2.LINE_AA)
-        c = counts["lines"].get(line.name, {})
-        text = f"{line.name} in {_total(c.get('in', {}))} out {_total(c.get('out', {}))}"
-        _draw_label(out, text, (int(a[0]), int(a[1])), _LINE_COLOR, lw)
+        a = np.asarray(line.a, dtype=np.float64)
+        b = np.asarray(line.b, dtype=np.float64)
+        cv2.line(out, _px(a), _px(b), _LINE_COLOR, max(1, lw + 1), cv2.LINE_AA)
+        d = b - a
+        normal = np.array([d[1], -d[0]]) / max(float(np.linalg.norm(d)), 1e-9)  # 90° counter-clockwise
+        mid = (a + b) / 2
+        tip = mid + normal * max(12, 8 * lw)
+        cv2.arrowedLine(out, _px(mid), _px(tip), _LINE_COLOR, max(1, lw), cv2.LINE_AA, tipLength=0.4)
+        _draw_label(out, line.name, _px(a), _LINE_COLOR, lw)
+    counts = tracking.counts
+    panel = [
+        (f"{name} in {_total(c['in'])} out {_total(c['out'])}", _LINE_COLOR)
+        for name, c in counts.get("lines", {}).items()
+    ] + [
+        (f"{name} {_total(c['inside'])} inside +{_total(c['entered'])} -{_total(c['exited'])}", _ZONE_COLOR)
+        for name, c in counts.get("zones", {}).items()
+    ]
+    y = height
+    for text, color in reversed(panel):  # bottom-up, so the first line ends up on top
+        (_, th), baseline = cv2.getTextSize(text, _FONT, max(lw / 3.0, 0.3), max(lw - 1, 1))
+        _draw_label(out, text, (0, y), color, lw)
+        y -= th + baseline + 2 * max(lw, 1)
     return out
+
+
+def _px(point: np.ndarray) -> tuple[int, int]:
+    return round(float(point[0])), round(float(point[1]))
 
 
 def draw_result(image: np.ndarray, result: Result, *, alpha: float = 0.5) -> np.ndarray:

@@ -12,7 +12,9 @@ left out.
 
 How a crossing is decided (also across frames the model never saw: ``--stream-mode latest`` drops,
 ``--vid-stride``, a track lost for a while). Each confirmed track has one **anchor point** per frame
-it is seen in (its box centre, or with ``--anchor bottom`` its bottom centre). For each line the
+it is seen in: the centre (or with ``--anchor bottom`` the bottom centre) of the detection box the
+track matched in that frame (the box as the model saw it: the tracker's Kalman-smoothed box, the one
+written out, lags behind after a gap). For each line the
 counter remembers the side of the line of the track's last anchor that was off the line. When the
 track is next seen on the other side, and the straight move between those two anchors passes through
 the line segment (not beside its ends), that is **one** crossing, counted for the class the track

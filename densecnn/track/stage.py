@@ -113,7 +113,10 @@ class SourceTracker:
         else:
             tracked = Detections(**fields)
         objects = []
-        for box, track_id, cls in zip(tracked.boxes, tracked.track_ids, tracked.labels(), strict=True):  # type: ignore[arg-type]
+        # Counted where the object was seen: the detection's own box, not the Kalman-smoothed one,
+        # which lags behind after frames the tracker never saw.
+        measured = result.boxes[index]
+        for box, track_id, cls in zip(measured, tracked.track_ids, tracked.labels(), strict=True):  # type: ignore[arg-type]
             point = anchor_point(box, self.anchor)
             objects.append((int(track_id), cls, point))
             self.track_classes.setdefault(int(track_id), cls)
