@@ -83,7 +83,8 @@ class MultiPredictor(Predictor):
         parts = []
         for task, p in self.predictors.items():
             name = p.spec.name if p.spec is not None else type(p).__name__
-            parts.append(f"{task} {name}")
+            tile = getattr(p, "tile", None)
+            parts.append(f"{task} {name}" + (f" ({tile.size} px tiles)" if tile is not None else ""))
         return " + ".join(parts)
 
     def predict(self, frames: Sequence[Frame]) -> list[TaskResults]:  # type: ignore[override]
