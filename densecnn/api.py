@@ -15,7 +15,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from densecnn.config import LiveConfig, OutputConfig, PredictConfig, TrackConfig, resolve_class_names
+from densecnn.config import (
+    LiveConfig,
+    OutputConfig,
+    PredictConfig,
+    TileConfig,
+    TrackConfig,
+    resolve_class_names,
+)
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
@@ -46,7 +53,8 @@ def load(
     ``model``: a name from ``densecnn models`` (None: the task's default, or what ``weights`` holds).
     ``task``: detect, segment or classify (None: the model's or the checkpoint's, else detect).
     ``weights``: a local file (densecnn .safetensors checkpoint, Ultralytics .pt, torchvision state
-    dict). ``overrides``: conf, iou, imgsz, classes, max_det, topk, num_classes, class_names. Call
+    dict). ``overrides``: conf, iou, imgsz, classes, max_det, topk, num_classes, class_names, tile (a
+    tile size, or a :class:`~densecnn.config.TileConfig`: tiled inference, see ``--tile``). Call
     ``predictor.predict(frames)`` on :class:`~densecnn.results.Frame` lists, or pass it to
     :func:`predict`. Raises :class:`~densecnn.errors.UsageError` with the CLI's messages.
     """
@@ -197,6 +205,8 @@ def _predict_config(values: dict[str, Any]) -> PredictConfig:
     values = dict(values)
     if values.get("weights") is not None:
         values["weights"] = Path(values["weights"])
+    if isinstance(values.get("tile"), int):  # tile=640: SAHI's other defaults
+        values["tile"] = TileConfig(size=values["tile"])
     classes = values.get("classes")
     if isinstance(classes, (str, int)):
         values["classes"] = (str(classes),)

@@ -18,6 +18,8 @@ OnError = Literal["skip", "fail"]
 OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
+TileMerge = Literal["nms", "nmm"]
+TileMatch = Literal["ios", "iou"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:
@@ -31,6 +33,42 @@ def check_run_name(name: str) -> None:
     """``--name`` of every command that makes a run folder: a plain folder name under ``--out``."""
     if not name or "/" in name or name in (".", ".."):
         raise UsageError(f"--name must be a plain folder name, got {name!r}.")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tiled inference (``--tile``): square tiles of ``size`` pixels overlapping by ``overlap`` of
+    their side; results merged by ``merge`` (None: ``nmm``, or ``nms`` with ``iou`` below 0.1
+    confidence, as SAHI) comparing boxes by ``match`` at ``threshold``; ``full`` adds the
+    full-frame pass; ``batch`` tiles go through the model per call. See ``densecnn.tasks.tiling``."""
+
+    size: int
+    overlap: float = 0.2
+    merge: TileMerge | None = None
+    match: TileMatch = "ios"
+    threshold: float = 0.5
+    full: bool = False
+    batch: int = 0
+    """Tiles per model call (0: all tiles of a frame at once); bounds memory on very large frames."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 0:
+            raise UsageError(f"--tile-batch must be 0 (all tiles) or more, got {self.batch}.")
+        if not 32 <= self.size <= 8192:
+            raise UsageError(f"--tile must be between 32 and 8192 pixels, got {self.size}.")
+        if not 0.0 <= self.overlap < 1.0:
+            raise UsageError(f"--tile-overlap must be at least 0 and below 1, got {self.overlap}.")
+        if self.merge is not None:
+            check_choice("--tile-merge", self.merge, TileMerge)
+        check_choice("--tile-match", self.match, TileMatch)
+        if not 0.0 < self.threshold <= 1.0:
+            raise UsageError(f"--tile-threshold must be above 0 and at most 1, got {self.threshold}.")
+
+    def resolved_merge(self, conf: float | None) -> tuple[str, str]:
+        """(merge, match metric) for a model with confidence threshold ``conf``."""
+        if self.merge is None and conf is not None and conf < 0.1:
+            return "nms", "iou"
+        return self.merge or "nmm", self.match
 
 
 @dataclass(frozen=True)
@@ -52,6 +90,8 @@ class PredictConfig:
     vid_stride: int = 1
     trust_weights: bool = False
     """Consent to a full (code-running) unpickle of ``weights`` when a restricted load is not enough."""
+    tile: TileConfig | None = None
+    """Tiled inference (detect, segment); None: whole frames."""
 
     def __post_init__(self) -> None:
         for name in ("conf", "iou"):

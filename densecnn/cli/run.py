@@ -38,12 +38,14 @@ def run_prediction(
     quiet: bool,
     class_names: tuple[str, ...] | None = None,
     track: TrackConfig | None = None,
+    tasks: dict[str, PredictConfig] | None = None,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
     The source is opened before the model is built, so a missing source fails fast; the run folder
     is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment);
-    ``track``: the tracker and counting of task ``track``.
+    ``track``: the tracker and counting of task ``track`` (or ``run``); ``tasks``: task ``run``'s
+    models (see ``PredictionRun.open``).
     """
     from densecnn.engine import PredictionRun
 
@@ -57,6 +59,7 @@ def run_prediction(
         show=show,
         class_names=class_names,
         track=track,
+        tasks=tasks,
     )
     progress = None
     if not quiet:
