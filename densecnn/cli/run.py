@@ -21,7 +21,7 @@ from densecnn.cli.common import console, err_console
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
-    from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig
+    from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig, TrackConfig
     from densecnn.engine import PredictionRun
 
 EXIT_SOME_FAILED = 1
@@ -37,18 +37,26 @@ def run_prediction(
     lcfg: LiveConfig,
     quiet: bool,
     class_names: tuple[str, ...] | None = None,
+    track: TrackConfig | None = None,
+    tasks: dict[str, PredictConfig] | None = None,
     ecfg: EngineConfig | None = None,
     verbose: bool = False,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
     The source is opened before the model is built, so a missing source fails fast; the run folder
-    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment).
-    ``ecfg`` picks the engine (default: local).
+    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment);
+    ``track``: the tracker and counting of task ``track`` (or ``run``); ``tasks``: task ``run``'s
+    models (see ``PredictionRun.open``). ``ecfg`` picks the engine (default: local).
     """
     from densecnn.engine import PredictionRun
 
     if ecfg is not None and ecfg.engine == "ray":
+        if task not in ("detect", "segment", "classify"):
+            raise UsageError(
+                f"--engine ray runs detect, segment and classify; {task} runs with the local engine.",
+                hint="Drop --engine ray (tracking follows each video's frames in order, on one machine).",
+            )
         return _run_on_ray(
             task=task,
             source=source,
@@ -63,7 +71,15 @@ def run_prediction(
 
     show = _display_ok(lcfg, quiet)
     run = PredictionRun.open(
-        task=task, source=source, pcfg=pcfg, ocfg=ocfg, lcfg=lcfg, show=show, class_names=class_names
+        task=task,
+        source=source,
+        pcfg=pcfg,
+        ocfg=ocfg,
+        lcfg=lcfg,
+        show=show,
+        class_names=class_names,
+        track=track,
+        tasks=tasks,
     )
     progress = None
     if not quiet:
