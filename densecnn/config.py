@@ -15,6 +15,8 @@ OnError = Literal["skip", "fail"]
 OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
+# --backend: where the model runs (densecnn.runtimes); auto picks the fastest measured here
+Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:
@@ -44,6 +46,7 @@ class PredictConfig:
     device: str = "auto"
     half: bool = False
     batch: int = 1
+    backend: Backend = "auto"
     max_det: int | None = None
     topk: int = 5
     vid_stride: int = 1
@@ -57,6 +60,7 @@ class PredictConfig:
                 raise UsageError(f"--{name} must be between 0 and 1, got {value}.")
         if self.imgsz is not None and not 32 <= self.imgsz <= 8192:
             raise UsageError(f"--imgsz must be between 32 and 8192 pixels, got {self.imgsz}.")
+        check_choice("--backend", self.backend, Backend)
         if self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
         if self.max_det is not None and self.max_det < 1:

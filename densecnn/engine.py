@@ -212,6 +212,7 @@ class PredictionRun:
             "backbone": self.predictor.backbone,
             "weights": str(weights) if weights else None,
             "device": str(self.predictor.device),
+            "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             "classes": self.predictor.names,

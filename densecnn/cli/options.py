@@ -60,6 +60,7 @@ OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
 OnCorruptChoice = _choices("OnCorruptChoice", _cfg.OnCorrupt)
 StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
 MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
+BackendChoice = _choices("BackendChoice", _cfg.Backend)
 
 
 # ---- Sources -------------------------------------------------------------------------------------
@@ -156,6 +157,16 @@ Classes = Annotated[
 Device = Annotated[str, option("--device", help="auto, cpu, cuda or cuda:N.")]
 Half = Annotated[bool, option("--half", help="fp16 inference (CUDA only; ignored on CPU).")]
 Batch = Annotated[int, option("--batch", help="Images or video frames per batch.")]
+BackendOpt = Annotated[
+    BackendChoice,
+    option(
+        "--backend",
+        metavar="<name>",
+        help="auto, torch, onnxruntime or openvino: where the model runs (the last two are the densecnn "
+        "extras onnx and openvino); auto picks the fastest installed one for this model, device and "
+        "size, measured once per machine. Exported weights (.onnx, OpenVINO .xml) run on their own.",
+    ),
+]
 MaxDet = Annotated[
     int | None,
     option("--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."),
@@ -427,6 +438,7 @@ class Shared:
     device: Device = PredictConfig.device
     half: Half = PredictConfig.half
     batch: Batch = PredictConfig.batch
+    backend: BackendOpt = PredictConfig.backend  # type: ignore[assignment]
     vid_stride: VidStride = PredictConfig.vid_stride
     out: Out = OutputConfig.project
     name: Name = OutputConfig.name
@@ -445,7 +457,13 @@ class Shared:
 
     def predict_kwargs(self) -> dict[str, Any]:
         """The ``PredictConfig`` fields of this group."""
-        return {"device": self.device, "half": self.half, "batch": self.batch, "vid_stride": self.vid_stride}
+        return {
+            "device": self.device,
+            "half": self.half,
+            "batch": self.batch,
+            "backend": str(self.backend),
+            "vid_stride": self.vid_stride,
+        }
 
     def output_config(self, **extra: Any) -> OutputConfig:
         """``OutputConfig`` from this group, plus the command's own fields."""

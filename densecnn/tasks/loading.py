@@ -58,6 +58,9 @@ def load_predictor(
     predictor = builder_for(request.spec.task, request.spec.family)(request)
     predictor.spec = request.spec
     predictor.weights_path = request.weights.path
+    from densecnn.runtimes.attach import apply_backend
+
+    apply_backend(predictor, request)
     # Class names come from the loaded weights (a custom .pt has its own), so --classes resolves last.
     predictor.set_classes(resolve_classes(cfg.classes, predictor.names))
     return predictor

@@ -76,7 +76,7 @@ class TensorClassifier(TensorPredictor):
         )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+        return self.run_model(batch)  # type: ignore[no-any-return]
 
     def postprocess(self, raw: torch.Tensor, batch: Any, frames: Sequence[Frame]) -> list[Classification]:
         return topk_results(raw.float().softmax(dim=1), self.topk, self.names)

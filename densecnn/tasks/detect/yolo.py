@@ -172,7 +172,7 @@ class YoloDetector(Predictor):
         return (x.half() if self.model.fp16 else x.float()).div_(255)
 
     def forward(self, batch: torch.Tensor) -> Any:
-        return self.model(batch)
+        return self.run_model(batch)
 
     def nms(self, raw: Any, *, nc: int = 0) -> list[torch.Tensor]:
         """Ultralytics' NMS with this predictor's thresholds → per image ``(n, 6 + extra)`` rows

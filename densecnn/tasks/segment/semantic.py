@@ -131,7 +131,7 @@ class SemanticSegmenter(TensorPredictor):
             end = start + 1
             while end < len(batch) and batch[end].shape == batch[start].shape:
                 end += 1
-            out = self.model(torch.stack(batch[start:end]))
+            out = self.run_model(torch.stack(batch[start:end]))
             if isinstance(out, dict):
                 out = out["out"]
             logits.extend(out.unbind(0))
