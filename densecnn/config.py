@@ -71,12 +71,18 @@ class PredictConfig:
             raise UsageError(f"--vid-stride must be at least 1, got {self.vid_stride}.")
         if self.backbone is not None and not self.backbone.strip():
             raise UsageError("--backbone must name a backbone (see `densecnn models --matrix`).")
-        if self.weights is not None and not self.weights.is_file():
+        if self.weights is not None and not (self.weights.is_file() or _exported_folder(self.weights)):
             raise UsageError(
                 f"--weights {self.weights}: no such file.",
                 hint="Give the path of a local checkpoint (an Ultralytics .pt, a torchvision state dict "
-                "or a densecnn .safetensors checkpoint).",
+                "or a densecnn .safetensors checkpoint), or one from `densecnn export` (.onnx, OpenVINO "
+                ".xml or its folder).",
             )
+
+
+def _exported_folder(path: Path) -> bool:
+    """An OpenVINO export folder (``densecnn export --format openvino``) holding one .xml."""
+    return path.is_dir() and len(list(path.glob("*.xml"))) == 1
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ class Predictor:
     instances: bool = False
     backend: str = "torch"
     runtime: Runtime | None = None
+    static_input = False
+    """The model takes one fixed input size (a static exported graph): preprocess must make exactly it."""
 
     def __init__(self) -> None:
         self.timers = StageTimer()

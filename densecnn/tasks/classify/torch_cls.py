@@ -50,6 +50,12 @@ class TensorClassifier(TensorPredictor):
     frame is centre-cropped to ``crop``; the ``topk`` best classes are kept."""
 
     kind = "Classifiers"
+    export_kind = "classify"
+
+    def exported_settings(self, request: BuildRequest) -> None:
+        self.topk = request.cfg.topk
+        if request.weights.export is not None and request.weights.export.dynamic:
+            self.prep = scaled_preprocess(self.prep, request.imgsz)
 
     def __init__(
         self,

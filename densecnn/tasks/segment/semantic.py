@@ -99,6 +99,15 @@ class SemanticSegmenter(TensorPredictor):
     At most 255 classes: the label map is uint8 and 255 means "no class"."""
 
     kind = "Segmenters"
+    export_kind = "semantic"
+    spatial_dynamic = True
+
+    def export_input_shape(self) -> tuple[int, ...]:
+        return (1, self.in_channels, self.prep.resize, self.prep.resize)
+
+    def exported_settings(self, request: BuildRequest) -> None:
+        if request.imgsz is not None:  # semantic exports are always dynamic: any shorter side
+            self.prep = replace(self.prep, resize=request.imgsz)
 
     def __init__(
         self,
