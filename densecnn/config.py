@@ -17,6 +17,8 @@ StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
 # --backend: where the model runs (densecnn.runtimes); auto picks the fastest measured here
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
+# densecnn export --format
+ExportFormat = Literal["onnx", "openvino"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:

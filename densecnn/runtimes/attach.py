@@ -75,16 +75,27 @@ def auto_export(predictor: Predictor, fmt: str, store: WeightStore) -> tuple[Pat
             "Only a model loaded from a weight file can run on another backend.", hint="Use --backend torch."
         )
     model = predictor.spec.name if predictor.spec is not None else "model"
-    name = f"{model}-{digest[:16]}-dynamic" + (".onnx" if fmt == "onnx" else "-openvino")
     folder = store.root / AUTO_EXPORTS
-    target = folder / name
-    found = exported_model_file(target) if target.exists() else None
-    if found is not None:
+
+    def cached(fmt: str) -> tuple[Path, ExportMeta] | None:
+        target = folder / (f"{model}-{digest[:16]}-dynamic" + (".onnx" if fmt == "onnx" else "-openvino"))
+        found = exported_model_file(target) if target.exists() else None
+        if found is None:
+            return None
         meta = read_meta(found)
-        if meta.densecnn == densecnn.__version__ and meta.source.get("sha256") == digest:
-            return found, meta
+        if meta.densecnn != densecnn.__version__ or meta.source.get("sha256") != digest:
+            return None
+        return found, meta
+
+    hit = cached(fmt)
+    if hit is not None:
+        return hit
+    onnx = cached("onnx") if fmt == "openvino" else None
+    name = f"{model}-{digest[:16]}-dynamic" + (".onnx" if fmt == "onnx" else "-openvino")
     print(f"densecnn: exporting {model} for {fmt} (once, into {folder})", file=sys.stderr)
-    path, meta = export(predictor, fmt=fmt, out_dir=folder, dynamic=True, name=name)
+    path, meta = export(
+        predictor, fmt=fmt, out_dir=folder, dynamic=True, name=name, from_onnx=onnx[0] if onnx else None
+    )
     found = exported_model_file(path)
     assert found is not None
     return found, meta

@@ -73,9 +73,12 @@ def export(
     int8: bool = False,
     calibration: Sequence[Path] = (),
     name: str | None = None,
+    from_onnx: Path | None = None,
 ) -> tuple[Path, ExportMeta]:
     """Export ``predictor``'s model into ``out_dir``; returns (the .onnx file or the OpenVINO folder,
-    its metadata). The input size is the predictor's (``--imgsz`` when it was loaded with one)."""
+    its metadata). The input size is the predictor's (``--imgsz`` when it was loaded with one).
+    ``from_onnx``: an fp32 ONNX export of this predictor with the same settings, converted to
+    OpenVINO instead of tracing the module again."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be {' or '.join(FORMATS)}, got {fmt!r}.")
     if not exportable(predictor):
@@ -122,7 +125,10 @@ def export(
     target = out_dir / (name or export_name(predictor, fmt, meta))
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        _to_onnx(graph, onnx_path, dynamic=dynamic, half=half and fmt == "onnx", meta=meta)
+        if from_onnx is not None and fmt == "openvino":
+            shutil.copyfile(from_onnx, onnx_path)  # the same graph, traced already
+        else:
+            _to_onnx(graph, onnx_path, dynamic=dynamic, half=half and fmt == "onnx", meta=meta)
         if fmt == "onnx":
             os.replace(onnx_path, target)
             return target, meta

@@ -14,13 +14,14 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from densecnn.config import ExportFormat
 from densecnn.errors import UsageError
 
 META_KEY = "densecnn"
 META_VERSION = 1
-FORMATS = ("onnx", "openvino")
+FORMATS: tuple[str, ...] = get_args(ExportFormat)
 
 
 @dataclass(frozen=True)

@@ -113,25 +113,24 @@ def measure(predictor: Predictor, backends: list[str], store: WeightStore) -> di
     from densecnn.runtimes.attach import auto_runtime
 
     frame = Frame(np.full((360, 640, 3), 114, np.uint8), source="probe", path="probe")
-    runtime0, backend0, static0 = predictor.runtime, predictor.backend, predictor.static_input
-    out: dict[str, float] = {}
+    saved = predictor.runtime, predictor.backend, predictor.static_input
+    runtimes = {b: None if b == "torch" else auto_runtime(predictor, b, store) for b in backends}
+    times: dict[str, list[float]] = {b: [] for b in backends}
     try:
-        for backend in backends:
-            predictor.runtime = None if backend == "torch" else auto_runtime(predictor, backend, store)
-            predictor.static_input = False
-            with torch.inference_mode():
-                batch = predictor.preprocess([frame])
-                for _ in range(WARMUP):
-                    predictor.forward(batch)
-                times = []
-                for _ in range(RUNS):
+        predictor.static_input = False
+        with torch.inference_mode():
+            batch = predictor.preprocess([frame])
+            # rounds alternate the backends, so a busy moment on a shared machine hits them all alike
+            for round_ in range(WARMUP + RUNS):
+                for backend, runtime in runtimes.items():
+                    predictor.runtime = runtime
                     t0 = time.perf_counter()
                     predictor.forward(batch)
-                    times.append(time.perf_counter() - t0)
-            out[backend] = statistics.median(times)
+                    if round_ >= WARMUP:
+                        times[backend].append(time.perf_counter() - t0)
     finally:
-        predictor.runtime, predictor.backend, predictor.static_input = runtime0, backend0, static0
-    return out
+        predictor.runtime, predictor.backend, predictor.static_input = saved
+    return {b: statistics.median(t) for b, t in times.items()}
 
 
 def _read(path: Any) -> dict[str, Any]:
