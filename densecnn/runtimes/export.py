@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,7 +108,7 @@ def export(
         task=spec.task if spec is not None else "detect",
         kind=graph.kind,
         names=dict(predictor.names),
-        imgsz=(int(graph.input_shape[2]), int(graph.input_shape[3])),
+        imgsz=graph.imgsz or (int(graph.input_shape[2]), int(graph.input_shape[3])),
         dynamic=dynamic,
         batch=None if dynamic else int(graph.input_shape[0]),
         preprocess=graph.preprocess,
@@ -169,7 +170,11 @@ def _to_onnx(graph: object, path: Path, *, dynamic: bool, half: bool, meta: Expo
     if axes is not None:
         for name in graph.outputs:  # type: ignore[attr-defined]
             axes[name] = {0: "batch"}
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of torch.export, which does not yet take
+        # Ultralytics' heads with dynamic shapes; it still writes the graphs tested here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # static shapes are meant to be fixed
         module(x)  # one forward first: Ultralytics heads set their anchors and strides on it
         torch.onnx.export(
             module,

@@ -95,6 +95,8 @@ class ExportGraph:
     preprocess: dict[str, Any]
     set_dynamic: Callable[[Any, bool], None] | None = None
     spatial_dynamic: bool = False
+    imgsz: tuple[int, int] | None = None
+    """The nominal input size recorded in the metadata (None: the example input's)."""
 
 
 def exported_model_file(path: Path) -> Path | None:
