@@ -134,7 +134,9 @@ def export(
             os.replace(onnx_path, target)
             return target, meta
         folder = Path(tmp) / "openvino"
-        _to_openvino(onnx_path, folder, meta, predictor=predictor, calibration=calibration)
+        _to_openvino(
+            onnx_path, folder, meta, predictor=predictor, calibration=calibration, ignored=graph.int8_ignored
+        )
         if target.exists():
             shutil.rmtree(target)  # the same model, digest and settings: this replaces a stale copy
         os.replace(folder, target)
@@ -200,18 +202,21 @@ def _to_openvino(
     *,
     predictor: Predictor,
     calibration: Sequence[Path],
+    ignored: Sequence[str] = (),
 ) -> None:
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
     if meta.int8:
-        model = _quantize(model, meta, predictor, calibration)
+        model = _quantize(model, meta, predictor, calibration, ignored)
     model.set_rt_info(meta.to_json(), [META_KEY])
     folder.mkdir()
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=meta.half)
 
 
-def _quantize(model: object, meta: ExportMeta, predictor: Predictor, images: Sequence[Path]) -> object:
+def _quantize(
+    model: object, meta: ExportMeta, predictor: Predictor, images: Sequence[Path], ignored: Sequence[str]
+) -> object:
     """NNCF post-training quantization, calibrated on ``images`` prepared as the predictor prepares
     them (a static graph: the square letterbox it runs with)."""
     import nncf
@@ -236,4 +241,7 @@ def _quantize(model: object, meta: ExportMeta, predictor: Predictor, images: Seq
     log.info("INT8: calibrating on %d images", len(inputs))
     # MIXED: symmetric weights, asymmetric activations (YOLO's SiLU outputs are not centred on 0)
     preset = nncf.QuantizationPreset.MIXED
-    return nncf.quantize(model, nncf.Dataset(inputs), preset=preset, subset_size=len(inputs))
+    scope = nncf.IgnoredScope(patterns=list(ignored), validate=False) if ignored else None
+    return nncf.quantize(
+        model, nncf.Dataset(inputs), preset=preset, subset_size=len(inputs), ignored_scope=scope
+    )
