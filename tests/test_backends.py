@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,14 +42,32 @@ def photos() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def frames(photos: list[Path]) -> list[Frame]:
-    """Three real photos of different sizes (shrunk to keep the test cheap)."""
+    """Three real photos shrunk to one size (cheap, and OpenVINO compiles one shape per model)."""
     out = []
     for path in photos:
-        image = cv2.imread(str(path))
-        scale = 320 / max(image.shape[:2])
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(cv2.imread(str(path)), (288, 224), interpolation=cv2.INTER_AREA)
         out.append(Frame(image, source=path.name, path=str(path)))
     return out
+
+
+@pytest.fixture(scope="module")
+def person_torch() -> object:
+    return densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
+
+
+@pytest.fixture(scope="module")
+def person_static_onnx(person_torch: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded detector exported with static shapes: batch 1 at 320x320."""
+    path, _ = export(person_torch, fmt="onnx", out_dir=tmp_path_factory.mktemp("static"))  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_store(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One weight store for the tests of checkpoints on other backends: each exports once."""
+    from densecnn.zoo.store import WeightStore
+
+    return WeightStore(root=tmp_path_factory.mktemp("store"))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,8 +109,8 @@ def test_available_backends_lists_the_installed_runtimes() -> None:
     assert available_backends() == ["torch", "onnxruntime", "openvino"]
 
 
-def test_yolo_detect_parity_and_metadata(frames: list[Frame], tmp_path: Path) -> None:
-    torch_model = densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
+def test_yolo_detect_parity_and_metadata(person_torch: Any, frames: list[Frame], tmp_path: Path) -> None:
+    torch_model = person_torch
     assert torch_model.backend == "torch"
     ref = torch_model.predict(frames)
     onnx = _exported(torch_model, tmp_path, dynamic=True)
@@ -110,11 +129,11 @@ def test_yolo_detect_parity_and_metadata(frames: list[Frame], tmp_path: Path) ->
 
 
 def test_static_export_runs_square_letterbox_and_refuses_other_sizes(
-    frames: list[Frame], tmp_path: Path
+    person_static_onnx: Path, frames: list[Frame], tmp_path: Path
 ) -> None:
     torch_model = densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
-    onnx = _exported(torch_model, tmp_path)  # static: batch 1 at 320x320
-    assert not read_meta(onnx).dynamic
+    onnx = person_static_onnx
+    assert not read_meta(onnx).dynamic and read_meta(onnx).batch == 1
     torch_model.static_input = True  # torch on the same square letterbox the static graph takes
     ref = torch_model.predict(frames)
     model = densecnn.load(weights=onnx)
@@ -130,12 +149,10 @@ def test_static_export_runs_square_letterbox_and_refuses_other_sizes(
         densecnn.load(weights=onnx, task="segment")
 
 
-def test_onnx_without_metadata_is_refused(tmp_path: Path) -> None:
+def test_onnx_without_metadata_is_refused(person_static_onnx: Path, tmp_path: Path) -> None:
     import onnx
 
-    torch_model = densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
-    path = _exported(torch_model, tmp_path)
-    model = onnx.load(str(path))
+    model = onnx.load(str(person_static_onnx))
     del model.metadata_props[:]
     bare = tmp_path / "bare.onnx"
     onnx.save(model, str(bare))
@@ -190,33 +207,33 @@ def test_classifier_parity(frames: list[Frame], tmp_path: Path) -> None:
             np.testing.assert_allclose(r.scores, o.scores, atol=1e-3)
 
 
-def test_torch_weights_on_each_backend_via_load(frames: list[Frame], tmp_path: Path) -> None:
+def test_torch_weights_on_each_backend_via_load(
+    person_torch: Any, auto_store: Any, frames: list[Frame]
+) -> None:
     """``--backend onnxruntime|openvino`` with a checkpoint: exported once into the store, reused."""
-    from densecnn.zoo.store import WeightStore
-
-    ref = densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch").predict(frames)
-    store = WeightStore(root=tmp_path / "store")
     from densecnn.config import PredictConfig
     from densecnn.tasks.loading import load_predictor
+
+    ref = person_torch.predict(frames)
+    store = auto_store
 
     for backend in RUNTIMES:
         model = load_predictor(PredictConfig(weights=PERSON_YOLO, backend=backend), store=store)
         assert model.backend == backend and model.runtime is not None and not model.static_input
         assert_detections_match(ref, model.predict(frames))
-    made = sorted(p.name for p in (tmp_path / "store" / "exports" / "auto").iterdir())
+    made = sorted(p.name for p in (store.root / "exports" / "auto").iterdir())
     assert len(made) == 2 and made[0].endswith("-dynamic-openvino") and made[1].endswith("-dynamic.onnx")
 
 
-def test_auto_measures_once_and_caches_the_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_measures_once_and_caches_the_choice(auto_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from densecnn.config import PredictConfig
     from densecnn.runtimes import select
     from densecnn.tasks.loading import load_predictor
-    from densecnn.zoo.store import WeightStore
 
     monkeypatch.delenv("DENSECNN_BACKEND", raising=False)
-    store = WeightStore(root=tmp_path)
+    store = auto_store
     model = load_predictor(PredictConfig(weights=PERSON_YOLO, backend="auto", device="cpu"), store=store)
-    cache = json.loads((tmp_path / select.CACHE_NAME).read_text())
+    cache = json.loads((store.root / select.CACHE_NAME).read_text())
     entry = cache["choices"]["yolov8n@320/cpu"]
     assert set(entry["ms"]) == {"torch", "onnxruntime", "openvino"}
     assert all(ms > 0 for ms in entry["ms"].values())

@@ -146,18 +146,13 @@ def export(
 def _require_packages(fmt: str, int8: bool) -> None:
     import importlib.util
 
-    from densecnn.runtimes import pip_command
-
-    needs = [("onnx", "onnx")]
-    if fmt == "openvino":
-        needs.append(("openvino", "openvino"))
-    if int8:
-        needs.append(("nncf", "openvino"))
-    for module, extra in needs:
+    extra = "int8" if int8 else "openvino" if fmt == "openvino" else "onnx"
+    needs = ["onnx", *(["openvino"] if fmt == "openvino" else []), *(["nncf"] if int8 else [])]
+    for module in needs:
         if importlib.util.find_spec(module) is None:
-            backend = "onnxruntime" if extra == "onnx" else "openvino"
             raise UsageError(
-                f"Export needs the {module} package.", hint=f"Install it: {pip_command(backend)}"
+                f"Export to {fmt}{' INT8' if int8 else ''} needs the {module} package.",
+                hint=f'Install it: pip install "densecnn[{extra}]"',
             )
 
 
