@@ -92,8 +92,8 @@ _WEIGHTS = option(
     "--weights",
     "-w",
     help="Weight file: an Ultralytics .pt, a torchvision state dict for --model, a densecnn "
-    ".safetensors checkpoint (names its own model, backbone and classes), or a `densecnn export` "
-    ".onnx / OpenVINO folder.",
+    ".safetensors checkpoint (names its own model, backbone and classes), or an export (.onnx, "
+    "OpenVINO).",
 )
 Weights = Annotated[Path | None, _WEIGHTS]
 TrustWeights = Annotated[
