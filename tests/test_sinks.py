@@ -180,7 +180,9 @@ def test_video_frames_play_at_their_jsonl_timestamps_with_a_streaming_index(tmp_
     sink.start_input(start)
     stamps = [0.0, 0.04, 0.1001, 0.1335, 0.3, 0.300001, 0.5, 0.9, 1.0, 1.033367]
     for i, t in enumerate(stamps):
-        frame = Frame(image=scene(t=i), source="vfr.mp4", path="/data/vfr.mp4", index=i, timestamp=t, is_video=True)
+        frame = Frame(
+            image=scene(t=i), source="vfr.mp4", path="/data/vfr.mp4", index=i, timestamp=t, is_video=True
+        )
         sink.write(Prediction(frame, dets()), scene(t=i))
     sink.end_input(InputEnd(start.ref, len(stamps)))
     sink.close()

@@ -167,9 +167,10 @@ def add_streaming_index(path: Path, *, movflags: str = _STREAMING_OPTIONS["movfl
     """
     tmp = path.with_name(f".{path.name}.index.tmp")
     try:
-        with av.open(str(path)) as src, av.open(
-            str(tmp), "w", format="mp4", container_options={"movflags": movflags}
-        ) as dst:
+        with (
+            av.open(str(path)) as src,
+            av.open(str(tmp), "w", format="mp4", container_options={"movflags": movflags}) as dst,
+        ):
             video = src.streams.video[0]
             out = dst.add_stream_from_template(video)
             for packet in src.demux(video):
