@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from densecnn.cli import options as opt
+from densecnn.cli.common import user_errors
 
 
 def report(run_dir: opt.RunDir) -> None:
@@ -20,5 +21,6 @@ def report(run_dir: opt.RunDir) -> None:
     """
     from densecnn.report import write_report
 
-    path = write_report(run_dir)
+    with user_errors():
+        path = write_report(run_dir)
     typer.echo(f"Wrote {path}")

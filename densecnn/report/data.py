@@ -80,7 +80,7 @@ def _pack(data: RunData, row: dict[str, Any], *, masks: bool) -> list[list[Any]]
                 data.tracked = True
             entry = [
                 cls,
-                round(float(item.get("score", 0.0)), 3),
+                float(item.get("score", 0.0)),
                 x1,
                 y1,
                 x2,
@@ -92,7 +92,7 @@ def _pack(data: RunData, row: dict[str, Any], *, masks: bool) -> list[list[Any]]
             packed.append(entry)
         else:
             value = item.get("score", item.get("fraction", 0.0))
-            packed.append([cls, round(float(value), 4)])
+            packed.append([cls, float(value)])
     return packed
 
 
