@@ -82,7 +82,9 @@ def streaming(args: argparse.Namespace, work: Path) -> dict:
         files[name].parent.mkdir(exist_ok=True)
         shutil.copy(base, files[name])
         add_streaming_index(files[name], movflags=flags)
-    results: dict[str, dict] = {n: {"bytes": p.stat().st_size, "playing_s": [], "download_s": []} for n, p in files.items()}
+    results: dict[str, dict] = {
+        n: {"bytes": p.stat().st_size, "playing_s": [], "download_s": []} for n, p in files.items()
+    }
     with launch_chromium() as browser:
         for _ in range(args.repeats):
             for name in VARIANTS:
@@ -137,7 +139,9 @@ def report_paint(args: argparse.Namespace, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=150_000, help="bytes/s of the throttled server")
     parser.add_argument("--frames", type=int, default=300, help="frames of the street video streamed")
     parser.add_argument("--repeats", type=int, default=3)

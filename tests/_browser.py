@@ -136,7 +136,9 @@ document.getElementById("v").addEventListener("playing", () => {{ window.playing
 </script>"""
 
 
-def time_to_playing(browser: Any, server: LoopbackServer, name: str, timeout_s: float = 60) -> dict[str, float]:
+def time_to_playing(
+    browser: Any, server: LoopbackServer, name: str, timeout_s: float = 60
+) -> dict[str, float]:
     """Open a page with ``<video src=name autoplay>`` from ``server``; seconds from navigation to the
     ``playing`` event, and to the last byte of ``name`` sent (``inf`` if it was not sent by then)."""
     page_name = f"_play_{Path(name).stem}.html"

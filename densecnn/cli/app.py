@@ -44,9 +44,9 @@ def _register() -> None:
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",
     )(doctor.doctor)
-    app.command(
-        "report", no_args_is_help=True, short_help="Rebuild a prediction run folder's report.html."
-    )(html_report.report)
+    app.command("report", no_args_is_help=True, short_help="Rebuild a prediction run folder's report.html.")(
+        html_report.report
+    )
     app.add_typer(weights.app, name="weights")
     app.add_typer(train_cli.app, name="train")
     app.add_typer(eval_cli.app, name="eval")

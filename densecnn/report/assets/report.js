@@ -41,7 +41,7 @@
       if (hi < 0 || t < times[0]) return 0;
       while (lo < hi) {
         const mid = (lo + hi + 1) >> 1;
-        if (times[mid] <= t + 5e-7) lo = mid; else hi = mid - 1;
+        if (times[mid] <= t + 2e-6) lo = mid; else hi = mid - 1;  // frames start 1 µs early
       }
       return lo;
     };
@@ -70,7 +70,7 @@
         video.requestVideoFrameCallback(onFrame);
       }
       video.addEventListener("timeupdate", () => show(video.currentTime));
-      video.addEventListener("seeked", () => show(video.currentTime));
+      for (const event of ["seeked", "pause", "ended"]) video.addEventListener(event, () => show(video.currentTime));
     }
     for (const svg of plots) {
       svg.addEventListener("click", (ev) => {
