@@ -140,13 +140,13 @@ _READ_CODE = """(v) => {
   const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
   const g = c.getContext('2d', {willReadFrequently: true}); g.drawImage(v, 0, 0);
   let code = 0;
-  for (let b = 0; b < %d; b++) {
-    const px = g.getImageData(b * %d + 12, c.height - 20, 8, 8).data;
+  for (let b = 0; b < BITS; b++) {
+    const px = g.getImageData(b * BLOCK + 12, c.height - 20, 8, 8).data;
     let sum = 0; for (let i = 0; i < px.length; i += 4) sum += px[i];
     if (sum / (px.length / 4) > 128) code |= 1 << b;
   }
   return code;
-}""" % (BITS, BLOCK)
+}""".replace("BITS", str(BITS)).replace("BLOCK", str(BLOCK))
 
 _SETTLED = "(() => { const v = document.querySelector('video'); return !v.seeking && v.readyState >= 2; })()"
 
