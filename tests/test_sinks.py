@@ -172,14 +172,14 @@ def test_video_close_without_end_input_finalizes(tmp_path: Path) -> None:
 
 
 def test_video_frames_play_at_their_jsonl_timestamps_with_a_streaming_index(tmp_path: Path) -> None:
-    """Output frame k starts one microsecond before the timestamp predictions.jsonl gives frame k (so
-    a browser seek to that timestamp, truncated to whole microseconds, shows frame k), even for
-    uneven timestamps; no B-frames (pts == dts, no
+    """Output frame k starts at the timestamp predictions.jsonl gives frame k, truncated to whole
+    microseconds as a browser truncates a seek to it (so the seek shows frame k), even for uneven
+    timestamps; no B-frames (pts == dts, no
     composition offsets), and the file is fragmented with a global sidx after the moov."""
     sink = VideoSink(tmp_path, keyframe_interval=4)
     start = video_start("vfr.mp4")
     sink.start_input(start)
-    stamps = [0.0, 0.04, 0.1001, 0.1335, 0.3, 0.300001, 0.5, 0.9, 1.0, 1.033367]
+    stamps = [0.0, 0.04, 0.1001, 0.1335, 0.3, 0.300001, 0.5005, 0.9, 1.0, 1.033367]
     for i, t in enumerate(stamps):
         frame = Frame(
             image=scene(t=i), source="vfr.mp4", path="/data/vfr.mp4", index=i, timestamp=t, is_video=True
@@ -193,7 +193,8 @@ def test_video_frames_play_at_their_jsonl_timestamps_with_a_streaming_index(tmp_
         packets = [p for p in container.demux(stream) if p.dts is not None]
         assert all(p.pts == p.dts for p in packets)
         times = sorted(float(p.pts * p.time_base) for p in packets)
-    assert times == pytest.approx([max(t - 1e-6, 0.0) for t in stamps], abs=1e-9)  # 1 µs early
+    assert times == pytest.approx([int(t * 1e6) / 1e6 for t in stamps], abs=1e-9)  # truncated to µs
+    assert times[2] == 0.1001 and times[6] == 0.500499  # the double nearest 0.5005 is 0.50049999...
     data = out.read_bytes()
     top = []  # top-level boxes: ftyp moov sidx moof mdat ... mfra
     pos = 0

@@ -12,12 +12,12 @@ fragmented MP4 progressively over HTTP only when it has that index (without it, 
 whole download); Firefox plays both. A run killed during the remux keeps the fragmented file.
 ``bench/video_streaming.py`` measured this against a ``faststart`` (unfragmented) rewrite.
 
-Every output frame is stamped with its input frame's ``timestamp`` (the one predictions.jsonl
-records) in microseconds, less one (browsers truncate a seek time to whole microseconds, and the
-double nearest a timestamp like 0.5005 is just below it), and no B-frames are used, so there are no
-composition offsets and no edit list: at the JSONL timestamp of frame k, and until that of frame k+1,
-any player shows output frame k (a dropped frame or a reconnect gap of a live stream plays in real
-time, shown as a held frame).
+Every output frame is stamped with its input frame's ``timestamp`` as predictions.jsonl records it,
+in whole microseconds, truncated the way browsers truncate a seek time (the double nearest 0.5005 is
+just below it: that frame starts at 500499 µs), and no B-frames are used, so there are no composition
+offsets and no edit list: at the JSONL timestamp of frame k, and until that of frame k+1, any player
+shows output frame k (a dropped frame or a reconnect gap of a live stream plays in real time, shown
+as a held frame).
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ class _Writer:
         """Add a frame shown from ``timestamp`` seconds on (one frame period after the previous
         frame when ``timestamp`` does not advance)."""
         frame = av.VideoFrame.from_ndarray(self._prepare(image), format="bgr24")
-        # One microsecond early: browsers truncate a seek time to whole microseconds, and a JSONL
-        # timestamp such as 0.5005 is the double 0.50049999..., which would land on the frame before.
-        pts = max(round(timestamp * 1_000_000) - 1, 0)
+        # The JSONL timestamp in whole microseconds, truncated as browsers truncate a seek time: the
+        # JSONL value 0.5005 is the double 0.50049999..., so Chromium seeks to 500499 µs, and frame k
+        # must have started by then (most timestamps, e.g. 0.04 or 0.12, come out exact).
+        pts = int(round(timestamp, 6) * 1_000_000)
         if pts <= self._last_pts:
             pts = self._last_pts + self._period
         frame.pts = self._last_pts = pts

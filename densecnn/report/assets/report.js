@@ -41,7 +41,7 @@
       if (hi < 0 || t < times[0]) return 0;
       while (lo < hi) {
         const mid = (lo + hi + 1) >> 1;
-        if (times[mid] <= t + 2e-6) lo = mid; else hi = mid - 1;  // frames start 1 µs early
+        if (times[mid] <= t + 2e-6) lo = mid; else hi = mid - 1;  // video pts are truncated to µs
       }
       return lo;
     };
