@@ -25,15 +25,29 @@ def make_sinks(
     """The sinks of ``task`` for this run (errors.jsonl first: failures are recorded whatever else)."""
     from densecnn.sinks import ErrorsSink
 
-    maker = {"detect": _detect_sinks, "segment": _segment_sinks, "classify": _classify_sinks}[task]
-    return [ErrorsSink(run_dir / "errors.jsonl"), *maker(run_dir, ocfg, pcfg, predictor)]
+    return [ErrorsSink(run_dir / "errors.jsonl"), *task_sinks(task, run_dir, ocfg, pcfg, predictor)]
+
+
+def task_sinks(
+    task: str, run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor
+) -> list[Sink]:
+    """The task's own sinks, without errors.jsonl (``densecnn run`` writes one for all its tasks)."""
+    maker = {
+        "detect": _detect_sinks,
+        "segment": _segment_sinks,
+        "classify": _classify_sinks,
+        "track": _track_sinks,
+    }[task]
+    return maker(run_dir, ocfg, pcfg, predictor)
 
 
 def counts_label(task: str, predictor: Predictor) -> str:
     """What the summary table's class counts count."""
+    if task == "run":
+        return "Per task and class"
     if task == "segment":
         return "Instances per class" if predictor.instances else "Images per class"
-    return {"detect": "Detections", "classify": "Top-1 classes"}[task]
+    return {"detect": "Detections", "classify": "Top-1 classes", "track": "Tracked detections"}[task]
 
 
 def summary_fields(task: str, ocfg: OutputConfig, pcfg: PredictConfig) -> dict[str, Any]:
@@ -42,11 +56,17 @@ def summary_fields(task: str, ocfg: OutputConfig, pcfg: PredictConfig) -> dict[s
         return {"alpha": ocfg.alpha, "resumed": ocfg.resume}
     if task == "classify":
         return {"topk": pcfg.topk, "resumed": ocfg.resume}
+    if task in ("track", "run"):
+        return {}  # the tracker's fields come from its stage (RunSummary.tracking), run's: its tasks
     return {"resumed": ocfg.resume}
 
 
 def drawer(task: str, ocfg: OutputConfig) -> Callable[[Any, Any], Any] | None:
     """The drawing of annotated frames, when it is not ``draw_result``'s default."""
+    if task == "run":
+        from densecnn.multitask import draw_all
+
+        return partial(draw_all, alpha=ocfg.alpha)
     if task != "segment":
         return None
     from densecnn.draw import draw_result
@@ -96,6 +116,25 @@ def _detect_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predic
     if ocfg.save_crops:
         sinks.append(CropsSink(run_dir))
     sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
+    return sinks
+
+
+def _track_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor) -> list[Sink]:
+    """predictions.jsonl (with track ids and counts) and predictions.csv (a row per tracked detection)
+    always; annotated images and videos (ids, trails, lines, zones), labels and crops as asked. No
+    COCO file and no --resume: a tracker's state cannot be picked up half-way through a video."""
+    from densecnn.sinks import CropsSink, DetectionsCsvSink, ImageSink, JsonlSink, LabelsSink, VideoSink
+
+    sinks: list[Sink] = [
+        JsonlSink(run_dir / "predictions.jsonl"),
+        DetectionsCsvSink(run_dir / "predictions.csv"),
+    ]
+    if ocfg.save:
+        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+    if ocfg.save_txt:
+        sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
+    if ocfg.save_crops:
+        sinks.append(CropsSink(run_dir))
     return sinks
 
 

@@ -14,6 +14,10 @@ Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished, every
 ``"latest"`` makes it a ``LatestQueue`` that keeps only the newest frame of each source, so the
 model always works on the freshest frame of a live stream (drops are counted). Frames that carry a
 capture stamp (``captured_mono``, live sources) get their capture-to-written latency measured.
+
+``stages`` (e.g. ``densecnn.track.TrackingStage``) sit between the predictor and the writer: on the
+predict thread, they see every source event and every prediction in source order, and may replace
+the prediction (a tracker adds ids and counts) before anyone else sees it.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from densecnn.config import OnError, StreamMode
-from densecnn.draw import draw_result
+from densecnn.draw import draw_result, draw_tracking
 from densecnn.latest import LatestQueue, RunLimits, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
@@ -66,6 +70,7 @@ class RunSummary:
     reconnects: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     resumed_frames: int = 0  # of ``frames``: done by an earlier run this one resumed (not in ``fps``)
+    tracking: dict[str, Any] | None = None  # tracked runs: tracker, tracks and counts (TrackingStage)
 
     @property
     def fps(self) -> float:
@@ -88,7 +93,21 @@ class RunSummary:
             "dropped_frames": self.dropped,
             "reconnects": self.reconnects,
             "latency_ms": latency_stats(self.latencies_ms),
+            **(self.tracking or {}),
         }
+
+
+class Stage(Protocol):
+    """Per-source state between the predictor and the sinks (see the module docstring). Called on the
+    predict thread, in source order; ``finish`` once when the run ends (also when it broke off)."""
+
+    def start_input(self, event: InputStart) -> None: ...
+
+    def process(self, prediction: Prediction) -> Prediction: ...
+
+    def end_input(self, event: InputEnd) -> None: ...
+
+    def finish(self, summary: RunSummary) -> None: ...
 
 
 class Progress:
@@ -176,6 +195,8 @@ class _Writer(threading.Thread):
         if isinstance(item, Prediction):
             t0 = time.perf_counter()
             annotated = self.draw_fn(item.frame.image, item.result) if self.draw else None
+            if annotated is not None and item.tracking is not None:
+                annotated = draw_tracking(annotated, item.tracking)
             t1 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item, annotated)
@@ -228,6 +249,7 @@ def stream(
     max_frames: int = 0,
     duration: float = 0.0,
     ui: Callable[[], None] | None = None,
+    stages: Sequence[Stage] = (),
 ) -> Iterator[Prediction]:
     """Decode ``events``, predict in batches of ``batch`` frames, feed every sink in order, and yield
     each prediction once the model made it (its outputs follow on the writer thread; all are written
@@ -240,7 +262,8 @@ def stream(
     ``stream_mode`` is explained in the module docstring; ``max_frames`` and ``duration`` (seconds)
     end the run once that many frames went to the model or that much time passed (0: no limit).
     ``ui()`` is called on the calling (main) thread while it waits for frames and after each batch:
-    GUI toolkits (OpenCV's window, ``--show``) only work from the main thread.
+    GUI toolkits (OpenCV's window, ``--show``) only work from the main thread. ``stages`` process each
+    prediction before it is yielded or written (module docstring); their ``finish`` fills ``summary``.
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
@@ -265,7 +288,9 @@ def stream(
         timer.start()
     try:
         inbox = _Inbox(q_in, ui)
-        yield from _predict_loop(inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits)
+        yield from _predict_loop(
+            inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits, tuple(stages)
+        )
     except GeneratorExit:
         closed_by_caller = True
         stop.set()
@@ -290,11 +315,15 @@ def stream(
         )
         if isinstance(q_in, LatestQueue):
             summary.dropped += q_in.dropped
+        for stage in stages:
+            stage.finish(summary)
     timers = StageTimer()
-    for t in (reader.timers, predictor.timers, writer.timers):
-        timers.merge(t)
+    for t in (reader.timers, predictor.timers, writer.timers, *(getattr(s, "timers", None) for s in stages)):
+        if t is not None:
+            timers.merge(t)
     frames = max(summary.frames, 1)
-    summary.stage_ms = {s: 1000 * timers.seconds.get(s, 0.0) / frames for s in STAGES}
+    names = STAGES + tuple(s for s in timers.seconds if s not in STAGES)  # a stage's own, e.g. "track"
+    summary.stage_ms = {s: 1000 * timers.seconds.get(s, 0.0) / frames for s in names}
     for err in (failure, writer.error, closing_error):
         if err is not None:
             raise err
@@ -330,6 +359,7 @@ def _predict_loop(
     summary: RunSummary,
     writer: _Writer,
     limits: RunLimits,
+    stages: tuple[Stage, ...],
 ) -> Iterator[Prediction]:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
@@ -337,7 +367,7 @@ def _predict_loop(
     while True:
         item = q_in.get()
         if isinstance(item, _Done):
-            yield from _flush(pending, predictor, q_out)
+            yield from _flush(pending, predictor, q_out, stages)
             if item.error is not None:
                 raise item.error
             return
@@ -358,16 +388,25 @@ def _predict_loop(
             failed = item
             stop.set()
         if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
-            yield from _flush(pending, predictor, q_out)
+            yield from _flush(pending, predictor, q_out, stages)
             pending, n_frames = [], 0
 
 
-def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any]) -> Iterator[Prediction]:
+def _flush(
+    pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stages: tuple[Stage, ...]
+) -> Iterator[Prediction]:
     frames = [x for x in pending if isinstance(x, Frame)]
     results = iter(predictor.predict(frames)) if frames else iter(())
     done: list[Prediction] = []
     for x in pending:
         item = Prediction(x, next(results)) if isinstance(x, Frame) else x
+        for stage in stages:
+            if isinstance(item, Prediction):
+                item = stage.process(item)
+            elif isinstance(item, InputStart):
+                stage.start_input(item)
+            elif isinstance(item, InputEnd):
+                stage.end_input(item)
         _put(q_out, item, threading.Event())  # the writer always drains: never drop here
         if isinstance(item, Prediction):
             done.append(item)

@@ -22,7 +22,7 @@ def _root(version: opt.Version = False) -> None:
 
 
 def _register() -> None:
-    from densecnn.cli import classify, detect, doctor, html_report, models, segment, weights
+    from densecnn.cli import classify, detect, doctor, html_report, models, multi, segment, track, weights
     from densecnn.cli import data as data_cli
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
@@ -39,6 +39,16 @@ def _register() -> None:
     app.command(
         "classify", no_args_is_help=True, short_help="Classify images, video frames and live streams."
     )(classify.classify)
+    app.command(
+        "track",
+        no_args_is_help=True,
+        short_help="Track objects through videos and streams; count them across lines and in zones.",
+    )(track.track)
+    app.command(
+        "run",
+        no_args_is_help=True,
+        short_help="Several models over one decode: detect, segment and classify each frame at once.",
+    )(multi.run)
     app.command("models")(models.models)
     app.command(
         "doctor",

@@ -60,6 +60,8 @@ OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
 OnCorruptChoice = _choices("OnCorruptChoice", _cfg.OnCorrupt)
 StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
 MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
+TileMergeChoice = _choices("TileMergeChoice", _cfg.TileMerge)
+TileMatchChoice = _choices("TileMatchChoice", _cfg.TileMatch)
 
 
 # ---- Sources -------------------------------------------------------------------------------------
@@ -163,6 +165,72 @@ MaxDet = Annotated[
 VidStride = Annotated[int, option("--vid-stride", help="Use every N-th video frame.")]
 TopK = Annotated[int, option("--topk", help="Classes kept per image or frame, best first.")]
 Alpha = Annotated[float, option("--alpha", help="Overlay opacity of the class colours, 0 to 1.")]
+
+# ---- Tiled inference ----------------------------------------------------------------------------
+
+Tile = Annotated[
+    int | None,
+    option(
+        "--tile",
+        help="Tiled inference for small objects: cut each frame into SIZE x SIZE tiles (SAHI's slicing), "
+        "run them through the model as a batch, merge the results. Detection and instance masks: boxes "
+        "merged across tiles; label maps: logits blended (no seams).",
+        metavar="SIZE",
+    ),
+]
+TileOverlap = Annotated[
+    float, option("--tile-overlap", help="With --tile: overlap of neighbouring tiles, a fraction of SIZE.")
+]
+TileMerge = Annotated[
+    TileMergeChoice | None,  # type: ignore[valid-type]
+    option(
+        "--tile-merge",
+        help="With --tile: nmm merges matching boxes into their union (SAHI's default GREEDYNMM); nms "
+        "keeps the best. Default nmm, or nms matching by iou when the confidence threshold is below "
+        "0.1 (as SAHI).",
+    ),
+]
+TileMatch = Annotated[
+    TileMatchChoice,  # type: ignore[valid-type]
+    option(
+        "--tile-match",
+        help="With --tile: how boxes match: ios (intersection over the smaller box, SAHI's default) or iou.",
+    ),
+]
+TileThreshold = Annotated[
+    float, option("--tile-threshold", help="With --tile: boxes match at this --tile-match value or more.")
+]
+TileFull = Annotated[
+    bool,
+    option("--tile-full", help="With --tile: also predict the whole frame and merge it in (large objects)."),
+]
+
+TileBatch = Annotated[
+    int,
+    option(
+        "--tile-batch",
+        help="With --tile: tiles per model call (0: all tiles of a frame in one batch). Lower it to bound "
+        "memory on very large frames.",
+    ),
+]
+
+
+def tile_config(
+    size: int | None, overlap: float, merge: Any, match: Any, threshold: float, full: bool, batch: int
+) -> _cfg.TileConfig | None:
+    """The ``--tile*`` options as a TileConfig (None without --tile)."""
+    if size is None:
+        return None
+    return _cfg.TileConfig(
+        size=size,
+        overlap=overlap,
+        merge=str(merge) if merge is not None else None,  # type: ignore[arg-type]
+        match=str(match),  # type: ignore[arg-type]
+        threshold=threshold,
+        full=full,
+        batch=batch,
+    )
+
 
 # ---- Output --------------------------------------------------------------------------------------
 
@@ -271,6 +339,76 @@ Show = Annotated[
 RequireDisplay = Annotated[
     bool,
     option("--require-display", help="With --show: fail (exit 2) instead of going on when no display."),
+]
+
+# ---- Tracking and counting (track) ---------------------------------------------------------------
+
+Tracker = Annotated[
+    str,
+    option(
+        "--tracker",
+        help="bytetrack or botsort (Ultralytics' trackers, their default settings), or a YAML file of "
+        "tracker settings in Ultralytics' format (tracker_type: bytetrack, plus the keys to change: "
+        "track_high_thresh, new_track_thresh, track_buffer, match_thresh...).",
+    ),
+]
+CountLine = Annotated[
+    list[str] | None,
+    option(
+        "--line",
+        help="Count crossings of the line x1,y1,x2,y2 (pixels), in and out per class; repeatable; "
+        "name it as NAME=x1,y1,x2,y2 (door=100,0,100,480). In = the line's direction turned 90° "
+        "counter-clockwise on screen: left to right across a line drawn top to bottom.",
+    ),
+]
+CountZone = Annotated[
+    list[str] | None,
+    option(
+        "--zone",
+        help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,... (pixels) per frame, and entries "
+        'and exits; repeatable; NAME=x1,y1,...; or a JSON file {"NAME": [[x, y], ...], ...}.',
+    ),
+]
+Anchor = Annotated[
+    str,
+    option(
+        "--anchor",
+        help="The point of a box that is counted and trailed: center, or bottom (bottom centre: the "
+        "feet of a person).",
+    ),
+]
+Trail = Annotated[int, option("--trail", help="Past positions shown in each track's drawn trail (0: none).")]
+
+# ---- Several models over one decode (run) -------------------------------------------------------
+
+_TASK_MODEL = "Run the {task} task with this model (a name from `densecnn models`; default: the task's)."
+_TASK_WEIGHTS = "Weight file of the {task} task (as `densecnn {task} --weights`); runs the task."
+DetectModel = Annotated[str | None, option("--detect", help=_TASK_MODEL.format(task="detect"))]
+DetectWeights = Annotated[Path | None, option("--detect-weights", help=_TASK_WEIGHTS.format(task="detect"))]
+SegmentModel = Annotated[str | None, option("--segment", help=_TASK_MODEL.format(task="segment"))]
+SegmentTaskWeights = Annotated[
+    Path | None, option("--segment-weights", help=_TASK_WEIGHTS.format(task="segment"))
+]
+ClassifyModel = Annotated[str | None, option("--classify", help=_TASK_MODEL.format(task="classify"))]
+ClassifyWeights = Annotated[
+    Path | None, option("--classify-weights", help=_TASK_WEIGHTS.format(task="classify"))
+]
+TasksFile = Annotated[
+    Path | None,
+    option(
+        "--tasks",
+        help="YAML file of tasks and their settings: detect:, segment:, classify:, each with model, "
+        "weights (relative to the file), conf, iou, imgsz, classes, max_det, topk, tile, backbone, "
+        "(segment) num_classes, class_names. --detect etc. override it.",
+    ),
+]
+Track = Annotated[
+    bool,
+    option(
+        "--track",
+        help="Track the detect task's boxes (or an instance segment task's) as `densecnn track` does, "
+        "with --tracker, --line, --zone, --anchor, --trail.",
+    ),
 ]
 
 # ---- Datasets (train, eval, data check) ----------------------------------------------------------

@@ -21,7 +21,7 @@ from densecnn.cli.common import console, err_console
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
-    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig, TrackConfig
     from densecnn.engine import PredictionRun
 
 EXIT_SOME_FAILED = 1
@@ -37,17 +37,29 @@ def run_prediction(
     lcfg: LiveConfig,
     quiet: bool,
     class_names: tuple[str, ...] | None = None,
+    track: TrackConfig | None = None,
+    tasks: dict[str, PredictConfig] | None = None,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
     The source is opened before the model is built, so a missing source fails fast; the run folder
-    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment).
+    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment);
+    ``track``: the tracker and counting of task ``track`` (or ``run``); ``tasks``: task ``run``'s
+    models (see ``PredictionRun.open``).
     """
     from densecnn.engine import PredictionRun
 
     show = _display_ok(lcfg, quiet)
     run = PredictionRun.open(
-        task=task, source=source, pcfg=pcfg, ocfg=ocfg, lcfg=lcfg, show=show, class_names=class_names
+        task=task,
+        source=source,
+        pcfg=pcfg,
+        ocfg=ocfg,
+        lcfg=lcfg,
+        show=show,
+        class_names=class_names,
+        track=track,
+        tasks=tasks,
     )
     progress = None
     if not quiet:
