@@ -13,7 +13,8 @@ whole download); Firefox plays both. A run killed during the remux keeps the fra
 ``bench/video_streaming.py`` measured this against a ``faststart`` (unfragmented) rewrite.
 
 Every output frame is stamped with its input frame's ``timestamp`` as predictions.jsonl records it,
-in whole microseconds, truncated the way browsers truncate a seek time (the double nearest 0.5005 is
+in whole microseconds (milliseconds for the MPEG-4 fallback), truncated the way browsers truncate a
+seek time (the double nearest 0.5005 is
 just below it: that frame starts at 500499 µs), and no B-frames are used, so there are no composition
 offsets and no edit list: at the JSONL timestamp of frame k, and until that of frame k+1, any player
 shows output frame k (a dropped frame or a reconnect gap of a live stream plays in real time, shown
@@ -49,6 +50,7 @@ _CONTAINER_OPTIONS = {
 _STREAMING_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+global_sidx"}
 _FALLBACK_FPS = Fraction(25)
 _US = Fraction(1, 1_000_000)  # pts unit: the JSONL timestamps have 6 decimals, so they map exactly
+_MS = Fraction(1, 1000)  # the MPEG-4 Part 2 fallback's unit (its time base denominator must be < 2^16)
 
 
 def _has_encoder(name: str) -> bool:
@@ -101,7 +103,8 @@ class _Writer:
         self.path = path
         self.width, self.height = width, height
         self.frames = 0
-        self._period = max(1, round(1_000_000 / rate))  # µs; for a timestamp that does not advance
+        self._unit = _US if codec == PREFERRED_CODEC else _MS
+        self._period = max(1, round(self._unit.denominator / rate))  # for a timestamp that does not advance
         self._last_pts = -self._period
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), "w", format="mp4", container_options=_CONTAINER_OPTIONS)
@@ -114,8 +117,8 @@ class _Writer:
             # No B-frames: pts == dts, so no composition offsets and no edit list for players to
             # interpret differently (with them, Chromium and Firefox showed different frames).
             self._stream.codec_context.max_b_frames = 0
-            self._stream.codec_context.time_base = _US
-            self._stream.time_base = _US
+            self._stream.codec_context.time_base = self._unit
+            self._stream.time_base = self._unit
             self._stream.options = options
         except BaseException:
             self._container.close()
@@ -136,11 +139,11 @@ class _Writer:
         # The JSONL timestamp in whole microseconds, truncated as browsers truncate a seek time: the
         # JSONL value 0.5005 is the double 0.50049999..., so Chromium seeks to 500499 µs, and frame k
         # must have started by then (most timestamps, e.g. 0.04 or 0.12, come out exact).
-        pts = int(round(timestamp, 6) * 1_000_000)
+        pts = int(round(timestamp, 6) * self._unit.denominator)
         if pts <= self._last_pts:
             pts = self._last_pts + self._period
         frame.pts = self._last_pts = pts
-        frame.time_base = _US
+        frame.time_base = self._unit
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
