@@ -10,15 +10,14 @@ When the input ends, the file is remuxed (packets copied, nothing re-encoded) in
 with a global ``sidx`` index after the ``moov`` and atomically put in its place. Chromium plays a
 fragmented MP4 progressively over HTTP only when it has that index (without it, it waits for the
 whole download); Firefox plays both. A run killed during the remux keeps the fragmented file.
-``bench/video_streaming.py`` measured this against a ``faststart`` (unfragmented) rewrite.
+``bench/report_browser.py`` measured this against a ``faststart`` (unfragmented) rewrite.
 
 Every output frame is stamped with its input frame's ``timestamp`` as predictions.jsonl records it,
 in whole microseconds (milliseconds for the MPEG-4 fallback), truncated the way browsers truncate a
-seek time (the double nearest 0.5005 is
-just below it: that frame starts at 500499 µs), and no B-frames are used, so there are no composition
-offsets and no edit list: at the JSONL timestamp of frame k, and until that of frame k+1, any player
-shows output frame k (a dropped frame or a reconnect gap of a live stream plays in real time, shown
-as a held frame).
+seek time (the double nearest 0.5005 is just below it: that frame starts at 500499 µs), and no
+B-frames are used, so there are no composition offsets and no edit list: at the JSONL timestamp of
+frame k, and until that of frame k+1, any player shows output frame k (a dropped frame or a
+reconnect gap of a live stream plays in real time, shown as a held frame).
 """
 
 from __future__ import annotations
