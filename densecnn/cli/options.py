@@ -556,6 +556,16 @@ Cache = Annotated[
 Split = Annotated[str, option("--split", help="val (what training held out), train or all.")]
 Plots = Annotated[bool, option("--plots/--no-plots", help="Write the plots.")]
 
+# ---- Run report ----------------------------------------------------------------------------------
+
+RunDir = Annotated[
+    Path,
+    typer.Argument(
+        help="A prediction run folder (what detect, segment or classify wrote, e.g. runs/detect/predict).",
+        show_default=False,
+    ),
+]
+
 # ---- Models, weights, version --------------------------------------------------------------------
 
 ModelName = Annotated[
