@@ -46,6 +46,7 @@ def load(
     backbone: str | None = None,
     device: str = "auto",
     half: bool = False,
+    backend: str = "auto",
     **overrides: Any,
 ) -> Predictor:
     """A ready predictor, chosen exactly as the CLI chooses it.
@@ -53,8 +54,10 @@ def load(
     ``model``: a name from ``densecnn models`` (None: the task's default, or what ``weights`` holds).
     ``task``: detect, segment or classify (None: the model's or the checkpoint's, else detect).
     ``weights``: a local file (densecnn .safetensors checkpoint, Ultralytics .pt, torchvision state
-    dict). ``overrides``: conf, iou, imgsz, classes, max_det, topk, num_classes, class_names, tile (a
-    tile size, or a :class:`~densecnn.config.TileConfig`: tiled inference, see ``--tile``). Call
+    dict; or a file from ``densecnn export``: .onnx, OpenVINO .xml or its folder). ``backend``: auto,
+    torch, onnxruntime or openvino (``predictor.backend`` says which one runs). ``overrides``: conf,
+    iou, imgsz, classes, max_det, topk, num_classes, class_names, tile (a tile size, or a
+    :class:`~densecnn.config.TileConfig`: tiled inference, see ``--tile``). Call
     ``predictor.predict(frames)`` on :class:`~densecnn.results.Frame` lists, or pass it to
     :func:`predict`. Raises :class:`~densecnn.errors.UsageError` with the CLI's messages.
     """
@@ -72,6 +75,7 @@ def load(
             "backbone": backbone,
             "device": device,
             "half": half,
+            "backend": backend,
         }
     )
     return load_predictor(cfg, task=task, class_names=names)

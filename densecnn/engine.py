@@ -251,6 +251,7 @@ class PredictionRun:
             "source": self.source,
             **{k: v for k, v in models.items() if k != "classes"},
             "device": str((self.engine or {}).get("device") or self.predictor.device),  # Ray: the workers'
+            "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             **({"classes": models["classes"]} if "classes" in models else {}),
@@ -263,7 +264,8 @@ class PredictionRun:
         }
 
     def finish(self) -> None:
-        """Write summary.json (when saving), with no URL password in it; unlock the run folder."""
+        """Write summary.json (when saving), with no URL password in it, and report.html; unlock the run
+        folder."""
         from densecnn.fsutil import atomic_write_json
         from densecnn.redact import redact_obj
 
@@ -272,6 +274,7 @@ class PredictionRun:
         try:
             if self.summary is not None:
                 atomic_write_json(self.run_dir / "summary.json", redact_obj(self.summary_record()))
+                _write_report(self.run_dir)
         finally:
             self.release()
 
@@ -281,6 +284,19 @@ class PredictionRun:
 
         if self.run_dir is not None:
             release_run_dir(self.run_dir)
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.html beside summary.json; a report that cannot be built costs a warning, not the run
+    (its outputs are all written by then; ``densecnn report RUN_DIR`` can try again)."""
+    import warnings
+
+    from densecnn.report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as e:  # the page is a view of the outputs, never a reason to fail the run
+        warnings.warn(f"{run_dir}: report.html not written ({e})", RuntimeWarning, stacklevel=2)
 
 
 def _multi_predictor(

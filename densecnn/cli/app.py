@@ -22,7 +22,18 @@ def _root(version: opt.Version = False) -> None:
 
 
 def _register() -> None:
-    from densecnn.cli import classify, detect, doctor, models, multi, segment, track, weights
+    from densecnn.cli import (
+        classify,
+        detect,
+        doctor,
+        export,
+        html_report,
+        models,
+        multi,
+        segment,
+        track,
+        weights,
+    )
     from densecnn.cli import data as data_cli
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
@@ -51,9 +62,17 @@ def _register() -> None:
     )(multi.run)
     app.command("models")(models.models)
     app.command(
+        "export",
+        no_args_is_help=True,
+        short_help="Export a model to ONNX or OpenVINO (self-describing, for --weights).",
+    )(export.export)
+    app.command(
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",
     )(doctor.doctor)
+    app.command("report", no_args_is_help=True, short_help="Rebuild a prediction run folder's report.html.")(
+        html_report.report
+    )
     app.add_typer(weights.app, name="weights")
     app.add_typer(train_cli.app, name="train")
     app.add_typer(eval_cli.app, name="eval")
