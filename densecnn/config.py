@@ -276,6 +276,7 @@ class EngineConfig:
                 raise UsageError(f"{', '.join(given)}: only with --engine ray.")
 
 
+@dataclass(frozen=True)
 class TrackConfig:
     """Tracking and counting (``densecnn track``). ``tracker``: bytetrack, botsort or a YAML file of
     Ultralytics tracker settings; ``lines`` / ``zones``: the ``--line`` / ``--zone`` values as given
