@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
+    from densecnn.batching import BatchChoice
     from densecnn.config import LiveConfig, OutputConfig, PredictConfig
     from densecnn.pipeline import Progress, RunSummary
     from densecnn.results import Prediction
@@ -51,6 +52,7 @@ class PredictionRun:
     resumed: ResumedPart | None = None  # what the earlier run of a resumed one had finished
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
+    batch: BatchChoice | None = None  # set by ``open``
 
     @classmethod
     def open(
@@ -127,6 +129,7 @@ class PredictionRun:
             run.sinks.append(run.display)
         if live:  # pay lazy initialisation before the streams open, not on their first frames
             _warm_up(predictor)
+        run.batch = _batch_for(run)
         return run
 
     @property
@@ -148,7 +151,7 @@ class PredictionRun:
             predictor=self.predictor,
             sinks=self.sinks,
             summary=self.summary,
-            batch=self.pcfg.batch,
+            batch=self.batch.size if self.batch is not None else self.pcfg.batch or 1,
             on_error=self.ocfg.on_error,
             progress=progress,
             total_frames=self.src.estimated_frames(),
@@ -213,6 +216,7 @@ class PredictionRun:
             "weights": str(weights) if weights else None,
             "device": str(self.predictor.device),
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
+            **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             "classes": self.predictor.names,
             **self.summary.to_dict(),
@@ -241,6 +245,19 @@ class PredictionRun:
 
         if self.run_dir is not None:
             release_run_dir(self.run_dir)
+
+
+def _batch_for(run: PredictionRun) -> BatchChoice:
+    """``--batch``, else 1 for live sources, else the measured best for this model (densecnn.batching)."""
+    from densecnn.batching import choose_batch
+    from densecnn.zoo.store import WeightStore
+
+    frames = 0 if run.live else run.src.estimated_frames()
+    if run.lcfg.max_frames:
+        frames = min(frames, run.lcfg.max_frames) if frames else run.lcfg.max_frames
+    return choose_batch(
+        run.predictor, requested=run.pcfg.batch, live=run.live, frames=frames, cache_dir=WeightStore().root
+    )
 
 
 def _warm_up(predictor: Predictor) -> None:

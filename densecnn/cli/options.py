@@ -155,7 +155,16 @@ Classes = Annotated[
 ]
 Device = Annotated[str, option("--device", help="auto, cpu, cuda or cuda:N.")]
 Half = Annotated[bool, option("--half", help="fp16 inference (CUDA only; ignored on CPU).")]
-Batch = Annotated[int, option("--batch", help="Images or video frames per batch.")]
+_BATCH = option("--batch", help="Images or video frames per batch.")
+Batch = Annotated[int, _BATCH]
+PredictBatch = Annotated[
+    int | None,
+    noted(
+        _BATCH,
+        "Default: for files, the fastest of 1, 2, 4, 8 for this model and device, measured once and "
+        "cached (batch_sizes.json in the weight cache); live sources 1. Results do not depend on it.",
+    ),
+]
 MaxDet = Annotated[
     int | None,
     option("--max-det", help="Most detections kept per image (default: 300 YOLO, 100 R-CNN)."),
@@ -426,7 +435,7 @@ class Shared:
 
     device: Device = PredictConfig.device
     half: Half = PredictConfig.half
-    batch: Batch = PredictConfig.batch
+    batch: PredictBatch = PredictConfig.batch
     vid_stride: VidStride = PredictConfig.vid_stride
     out: Out = OutputConfig.project
     name: Name = OutputConfig.name

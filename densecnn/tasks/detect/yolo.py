@@ -157,15 +157,23 @@ class YoloDetector(Predictor):
         # Ultralytics' NMS gives up after 2 s + 0.05 s per image and drops the rest; evaluation sets
         # this to inf so results never depend on how busy the machine is.
         self.nms_time_per_image = 0.05
-
-    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
-        """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device."""
         from ultralytics.data.augment import LetterBox
 
-        images = [f.image for f in frames]
-        same_shapes = len({im.shape for im in images}) == 1
-        letterbox = LetterBox(self.imgsz, auto=same_shapes, stride=self.stride)
-        boxed = [letterbox(image=im) for im in images]
+        self._letterbox = LetterBox(self.imgsz, auto=True, stride=self.stride)
+
+    def batch_key(self, frame: Frame) -> tuple[int, int]:
+        """The letterboxed input size: frames that share it share a forward pass (see ``preprocess``)."""
+        p = self._letterbox.get_params({"img": frame.image})
+        return p["new_unpad"][1] + p["top"] + p["bottom"], p["new_unpad"][0] + p["left"] + p["right"]
+
+    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device.
+
+        Each frame is letterboxed on its own to the smallest stride multiple (``auto``), as ``yolo
+        predict`` does one image at a time, so a frame's result does not depend on its batch; the
+        pipeline only batches frames of one :meth:`batch_key`.
+        """
+        boxed = [self._letterbox(image=f.image) for f in frames]
         x = torch.from_numpy(boxed[0]).unsqueeze(0) if len(boxed) == 1 else torch.from_numpy(np.stack(boxed))
         x = x.to(self.device)  # upload uint8 (4x less than float), convert on the device
         x = x.permute(0, 3, 1, 2).contiguous().flip(1)
