@@ -38,6 +38,7 @@ def load(
     backbone: str | None = None,
     device: str = "auto",
     half: bool = False,
+    backend: str = "auto",
     **overrides: Any,
 ) -> Predictor:
     """A ready predictor, chosen exactly as the CLI chooses it.
@@ -45,7 +46,9 @@ def load(
     ``model``: a name from ``densecnn models`` (None: the task's default, or what ``weights`` holds).
     ``task``: detect, segment or classify (None: the model's or the checkpoint's, else detect).
     ``weights``: a local file (densecnn .safetensors checkpoint, Ultralytics .pt, torchvision state
-    dict). ``overrides``: conf, iou, imgsz, classes, max_det, topk, num_classes, class_names. Call
+    dict; or a file from ``densecnn export``: .onnx, OpenVINO .xml or its folder). ``backend``: auto,
+    torch, onnxruntime or openvino (``predictor.backend`` says which one runs). ``overrides``: conf,
+    iou, imgsz, classes, max_det, topk, num_classes, class_names. Call
     ``predictor.predict(frames)`` on :class:`~densecnn.results.Frame` lists, or pass it to
     :func:`predict`. Raises :class:`~densecnn.errors.UsageError` with the CLI's messages.
     """
@@ -63,6 +66,7 @@ def load(
             "backbone": backbone,
             "device": device,
             "half": half,
+            "backend": backend,
         }
     )
     return load_predictor(cfg, task=task, class_names=names)

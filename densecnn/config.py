@@ -15,6 +15,10 @@ OnError = Literal["skip", "fail"]
 OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
+# --backend: where the model runs (densecnn.runtimes); auto picks the fastest measured here
+Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
+# densecnn export --format
+ExportFormat = Literal["onnx", "openvino"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:
@@ -45,6 +49,7 @@ class PredictConfig:
     half: bool = False
     batch: int | None = None
     """Frames per forward pass; None: chosen per model and device (``densecnn.batching``)."""
+    backend: Backend = "auto"
     max_det: int | None = None
     topk: int = 5
     vid_stride: int = 1
@@ -58,6 +63,7 @@ class PredictConfig:
                 raise UsageError(f"--{name} must be between 0 and 1, got {value}.")
         if self.imgsz is not None and not 32 <= self.imgsz <= 8192:
             raise UsageError(f"--imgsz must be between 32 and 8192 pixels, got {self.imgsz}.")
+        check_choice("--backend", self.backend, Backend)
         if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
         if self.max_det is not None and self.max_det < 1:
@@ -68,12 +74,18 @@ class PredictConfig:
             raise UsageError(f"--vid-stride must be at least 1, got {self.vid_stride}.")
         if self.backbone is not None and not self.backbone.strip():
             raise UsageError("--backbone must name a backbone (see `densecnn models --matrix`).")
-        if self.weights is not None and not self.weights.is_file():
+        if self.weights is not None and not (self.weights.is_file() or _exported_folder(self.weights)):
             raise UsageError(
                 f"--weights {self.weights}: no such file.",
                 hint="Give the path of a local checkpoint (an Ultralytics .pt, a torchvision state dict "
-                "or a densecnn .safetensors checkpoint).",
+                "or a densecnn .safetensors checkpoint), or one from `densecnn export` (.onnx, OpenVINO "
+                ".xml or its folder).",
             )
+
+
+def _exported_folder(path: Path) -> bool:
+    """An OpenVINO export folder (``densecnn export --format openvino``) holding one .xml."""
+    return path.is_dir() and len(list(path.glob("*.xml"))) == 1
 
 
 @dataclass(frozen=True)

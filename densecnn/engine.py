@@ -215,6 +215,7 @@ class PredictionRun:
             "backbone": self.predictor.backbone,
             "weights": str(weights) if weights else None,
             "device": str(self.predictor.device),
+            "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),

@@ -22,7 +22,7 @@ def _root(version: opt.Version = False) -> None:
 
 
 def _register() -> None:
-    from densecnn.cli import classify, detect, doctor, models, segment, weights
+    from densecnn.cli import classify, detect, doctor, export, models, segment, weights
     from densecnn.cli import data as data_cli
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
@@ -40,6 +40,11 @@ def _register() -> None:
         "classify", no_args_is_help=True, short_help="Classify images, video frames and live streams."
     )(classify.classify)
     app.command("models")(models.models)
+    app.command(
+        "export",
+        no_args_is_help=True,
+        short_help="Export a model to ONNX or OpenVINO (self-describing, for --weights).",
+    )(export.export)
     app.command(
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",

@@ -60,6 +60,8 @@ OnErrorChoice = _choices("OnErrorChoice", _cfg.OnError)
 OnCorruptChoice = _choices("OnCorruptChoice", _cfg.OnCorrupt)
 StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
 MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
+BackendChoice = _choices("BackendChoice", _cfg.Backend)
+ExportFormatChoice = _choices("ExportFormatChoice", _cfg.ExportFormat)
 
 
 # ---- Sources -------------------------------------------------------------------------------------
@@ -89,8 +91,9 @@ Model = Annotated[
 _WEIGHTS = option(
     "--weights",
     "-w",
-    help="Weight file: an Ultralytics .pt, a torchvision state dict for --model, or a densecnn "
-    ".safetensors checkpoint (names its own model, backbone and classes).",
+    help="Weight file: an Ultralytics .pt, a torchvision state dict for --model, a densecnn "
+    ".safetensors checkpoint (names its own model, backbone and classes), or a `densecnn export` "
+    ".onnx / OpenVINO folder.",
 )
 Weights = Annotated[Path | None, _WEIGHTS]
 TrustWeights = Annotated[
@@ -140,6 +143,10 @@ EvalIou = Annotated[float, noted(_IOU, "eval detect only, where it defaults to 0
 
 _IMGSZ = option("--imgsz", help="Input size in pixels (default: the model's or the checkpoint's).")
 Imgsz = Annotated[int | None, _IMGSZ]
+ExportImgsz = Annotated[
+    int | None,
+    noted(_IMGSZ, "export: the graph's input size (the only one it takes, unless --dynamic)."),
+]
 SegmentImgsz = Annotated[
     int | None,
     noted(_IMGSZ, "Semantic models: the shorter image side; instance (YOLO) models: the letterbox side."),
@@ -154,7 +161,16 @@ Classes = Annotated[
     ),
 ]
 Device = Annotated[str, option("--device", help="auto, cpu, cuda or cuda:N.")]
-Half = Annotated[bool, option("--half", help="fp16 inference (CUDA only; ignored on CPU).")]
+_HALF = option("--half", help="fp16 inference (CUDA only; ignored on CPU).")
+Half = Annotated[bool, _HALF]
+ExportHalf = Annotated[
+    bool,
+    noted(
+        _HALF,
+        "export: fp16 weights (OpenVINO: compressed weights, computed in fp32 on a CPU; ONNX: needs "
+        "--device cuda).",
+    ),
+]
 _BATCH = option("--batch", help="Images or video frames per batch.")
 Batch = Annotated[int, _BATCH]
 PredictBatch = Annotated[
@@ -163,6 +179,16 @@ PredictBatch = Annotated[
         _BATCH,
         "Default: for files, the fastest of 1, 2, 4, 8 for this model and device, measured once and "
         "cached (batch_sizes.json in the weight cache); live sources 1. Results do not depend on it.",
+    ),
+]
+BackendOpt = Annotated[
+    BackendChoice,
+    option(
+        "--backend",
+        metavar="<name>",
+        help="auto, torch, onnxruntime or openvino: where the model runs (the last two are the densecnn "
+        "extras onnx and openvino); auto picks the fastest installed one for this model, device and "
+        "size, measured once per machine. Exported weights (.onnx, OpenVINO .xml) run on their own.",
     ),
 ]
 MaxDet = Annotated[
@@ -289,6 +315,44 @@ _DATA = option(
 )
 Data = Annotated[Path, _DATA]
 DataOrResume = Annotated[Path | None, _DATA]
+CalibrationData = Annotated[
+    Path | None,
+    noted(
+        _DATA,
+        "export --int8: calibration images (a folder, searched recursively, or a .txt list); keep "
+        "the images you evaluate on out of it.",
+    ),
+]
+
+# ---- Export --------------------------------------------------------------------------------------
+
+ExportModel = Annotated[
+    str | None,
+    typer.Argument(
+        help="Model name from `densecnn models` (its official or embedded weights); or give --weights.",
+        show_default=False,
+    ),
+]
+ExportFormat = Annotated[
+    ExportFormatChoice,
+    option("--format", "-f", help="onnx (ONNX Runtime) or openvino (an IR folder: model.xml + model.bin)."),
+]
+Dynamic = Annotated[
+    bool,
+    option(
+        "--dynamic",
+        help="Any batch, height and width (YOLO: the rectangular letterbox torch uses); without it "
+        "the graph takes batch 1 at --imgsz only. Semantic segmenters are always dynamic.",
+    ),
+]
+Int8 = Annotated[
+    bool,
+    option(
+        "--int8",
+        help="OpenVINO INT8 by NNCF post-training quantization, calibrated on --data images; check "
+        "the accuracy with `densecnn eval` on held-out data.",
+    ),
+]
 
 _PLAIN_STATE_DICT = "For a plain state dict's head."
 _MASKS_FOLDER = "For masks folders."
@@ -436,6 +500,7 @@ class Shared:
     device: Device = PredictConfig.device
     half: Half = PredictConfig.half
     batch: PredictBatch = PredictConfig.batch
+    backend: BackendOpt = PredictConfig.backend  # type: ignore[assignment]
     vid_stride: VidStride = PredictConfig.vid_stride
     out: Out = OutputConfig.project
     name: Name = OutputConfig.name
@@ -454,7 +519,13 @@ class Shared:
 
     def predict_kwargs(self) -> dict[str, Any]:
         """The ``PredictConfig`` fields of this group."""
-        return {"device": self.device, "half": self.half, "batch": self.batch, "vid_stride": self.vid_stride}
+        return {
+            "device": self.device,
+            "half": self.half,
+            "batch": self.batch,
+            "backend": str(self.backend),
+            "vid_stride": self.vid_stride,
+        }
 
     def output_config(self, **extra: Any) -> OutputConfig:
         """``OutputConfig`` from this group, plus the command's own fields."""

@@ -18,6 +18,7 @@ import torch
 from densecnn.results import Frame, Result
 
 if TYPE_CHECKING:
+    from densecnn.runtimes.base import Runtime
     from densecnn.zoo.specs import ModelSpec
 
 
@@ -43,6 +44,10 @@ class Predictor:
     ``densecnn.load`` sets ``spec`` (the model spec it resolved) and ``weights_path`` (the file
     loaded); ``backbone`` names the registry backbone of a head built on one; ``instances`` says the
     results carry instance masks (YOLO -seg), which decides the segment outputs.
+
+    ``backend`` names where ``forward`` runs: "torch" (the adapter's module), or "onnxruntime" /
+    "openvino", whose :class:`~densecnn.runtimes.base.Runtime` (``runtime``) then takes the batch
+    instead of the module and returns the same outputs (preprocess and postprocess are shared).
     """
 
     names: dict[int, str]
@@ -51,6 +56,10 @@ class Predictor:
     weights_path: Path | None = None
     backbone: str | None = None
     instances: bool = False
+    backend: str = "torch"
+    runtime: Runtime | None = None
+    static_input = False
+    """The model takes one fixed input size (a static exported graph): preprocess must make exactly it."""
 
     def __init__(self) -> None:
         self.timers = StageTimer()
@@ -65,6 +74,12 @@ class Predictor:
 
     def forward(self, batch: Any) -> Any:
         raise NotImplementedError
+
+    def run_model(self, x: torch.Tensor) -> Any:
+        """The model on one input tensor: the backend's runtime when one is set, else ``self.model``."""
+        if self.runtime is not None:
+            return self.runtime(x)
+        return self.model(x)  # type: ignore[attr-defined]
 
     def postprocess(self, raw: Any, batch: Any, frames: Sequence[Frame]) -> list[Result]:
         raise NotImplementedError

@@ -22,10 +22,11 @@ if TYPE_CHECKING:
 
     from densecnn.checkpoint import CheckpointMeta
     from densecnn.config import PredictConfig
+    from densecnn.runtimes.meta import ExportMeta
     from densecnn.tasks.base import Predictor
     from densecnn.zoo.specs import ModelSpec
 
-WeightsKind = Literal["none", "densecnn", "ultralytics", "state_dict"]
+WeightsKind = Literal["none", "densecnn", "ultralytics", "state_dict", "exported"]
 WeightsOrigin = Literal["user", "store", "embedded"]
 
 
@@ -35,7 +36,8 @@ class WeightsRef:
 
     ``kind``: ``densecnn`` (a .safetensors checkpoint with densecnn metadata in ``meta``),
     ``ultralytics`` (a pickled Ultralytics ``.pt``, told from its bytes), ``state_dict`` (anything
-    else: a torchvision state dict), or ``none``. ``origin``: the user named it (``--weights``), the
+    else: a torchvision state dict), ``exported`` (an .onnx / OpenVINO model from ``densecnn export``,
+    its metadata in ``export``), or ``none``. ``origin``: the user named it (``--weights``), the
     weight store fetched the model's official file, or it ships with densecnn (``embedded``).
     """
 
@@ -43,6 +45,7 @@ class WeightsRef:
     path: Path | None = None
     meta: CheckpointMeta | None = None
     origin: WeightsOrigin = "user"
+    export: ExportMeta | None = None
 
     @property
     def user_named(self) -> bool:
@@ -56,7 +59,13 @@ def identify(path: Path, origin: WeightsOrigin = "user") -> WeightsRef:
     """What ``path`` holds (reads the safetensors header or scans bytes; never unpickles)."""
     from densecnn.checkpoint import read_meta
     from densecnn.integrations.ultralytics import is_ultralytics_checkpoint
+    from densecnn.runtimes.meta import exported_model_file
 
+    model_file = exported_model_file(path)
+    if model_file is not None:
+        from densecnn.runtimes.meta import read_meta as read_export_meta
+
+        return WeightsRef("exported", model_file, None, origin, read_export_meta(model_file))
     meta = read_meta(path)
     if meta is not None:
         return WeightsRef("densecnn", path, meta, origin)

@@ -9,7 +9,9 @@ Five steps, each written once:
    model stands in for the default when that is unavailable);
 3. resolve device and precision;
 4. merge the model's threshold defaults with the user's values;
-5. call the builder registered for (task, family), beside its adapter.
+5. call the builder registered for (task, family), beside its adapter (an exported .onnx /
+   OpenVINO file: the adapter rebuilt around it from the file's own metadata);
+6. put it on the backend ``--backend`` asks for (``densecnn.runtimes.attach``).
 """
 
 from __future__ import annotations
@@ -54,10 +56,16 @@ def load_predictor(
     Official weights come from the store (downloaded once if missing and the network allows;
     WeightsUnavailableError otherwise).
     """
+    from densecnn.runtimes.attach import apply_backend, exported_predictor
+
     request = resolve_request(cfg, task=task, store=store, class_names=class_names)
-    predictor = builder_for(request.spec.task, request.spec.family)(request)
+    if request.weights.kind == "exported":
+        predictor = exported_predictor(request)
+    else:
+        predictor = builder_for(request.spec.task, request.spec.family)(request)
     predictor.spec = request.spec
     predictor.weights_path = request.weights.path
+    apply_backend(predictor, request, store)  # 6. torch, or the graph on ONNX Runtime / OpenVINO
     # Class names come from the loaded weights (a custom .pt has its own), so --classes resolves last.
     predictor.set_classes(resolve_classes(cfg.classes, predictor.names))
     return predictor
@@ -102,6 +110,8 @@ def infer_task(cfg: PredictConfig, weights: WeightsRef | None = None) -> str:
         return MODELS.get(cfg.model).task
     if weights.meta is not None:
         return weights.meta.task
+    if weights.export is not None:
+        return weights.export.task
     if weights.kind == "ultralytics" and weights.path is not None:
         from densecnn.integrations.ultralytics import ultralytics_task
 
@@ -139,6 +149,8 @@ def _resolve(
     cfg: PredictConfig, task: str, weights: WeightsRef, store: WeightStore, names: tuple[str, ...] | None
 ) -> tuple[ModelSpec, WeightsRef]:
     """Step 2: the spec, and the weight file it loads (fetched from the store when none was named)."""
+    if weights.export is not None:
+        return _exported_spec(cfg, task, weights), weights
     if weights.meta is not None:
         from densecnn.tasks.detect.yolo_state import is_yolo_state
 
@@ -168,6 +180,22 @@ def _resolve(
         return spec, weights  # a family without an official file: its builder knows what it needs
     path = store.fetch(spec.weights, model=spec.name)
     return spec, identify(path, "embedded" if spec.weights.embedded else "store")
+
+
+def _exported_spec(cfg: PredictConfig, task: str, weights: WeightsRef) -> ModelSpec:
+    """The zoo spec an exported file names (its task must be this command's)."""
+    meta = weights.export
+    assert meta is not None
+    if meta.task != task:
+        raise UsageError(
+            f"{weights.path} is an exported {meta.task} model; `densecnn {task}` needs a {_NOUN[task]} one.",
+            hint=f"Use `densecnn {meta.task}` with it.",
+        )
+    if cfg.model is not None and cfg.model != meta.model:
+        raise UsageError(
+            f"--model {cfg.model}, but {weights.path} holds {meta.model}.", hint="Leave out --model."
+        )
+    return MODELS.get(meta.model) if meta.model in MODELS else default_model(task)
 
 
 def _yolo_spec(arch: str, task: str) -> ModelSpec:

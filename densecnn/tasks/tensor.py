@@ -9,6 +9,9 @@ gray images (ITU-R 601 luma of the RGB frame, as torchvision's ``rgb_to_grayscal
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,6 +20,10 @@ from densecnn.errors import UsageError
 from densecnn.results import Frame
 from densecnn.tasks.base import Predictor
 from densecnn.zoo.specs import Preprocess
+
+if TYPE_CHECKING:
+    from densecnn.runtimes.meta import ExportGraph, ExportMeta
+    from densecnn.tasks.builders import BuildRequest
 
 
 class TensorPredictor(Predictor):
@@ -56,6 +63,52 @@ class TensorPredictor(Predictor):
         self.in_channels = in_channels
         self.names = names
 
+    export_kind = "tensor"
+    spatial_dynamic = False
+    """Whether exports always take any height and width (semantic models see any aspect ratio)."""
+
+    def export_input_shape(self) -> tuple[int, ...]:
+        return (1, self.in_channels, self.prep.crop, self.prep.crop)
+
+    def export_graph(self) -> ExportGraph:
+        """The module returning logits ``(N, C, ...)`` (a torchvision dict's ``"out"``), in fp32."""
+        import copy
+
+        from densecnn.runtimes.meta import ExportGraph
+
+        module = _Logits(copy.deepcopy(self.model).float().cpu().eval())
+        prep = {**asdict(self.prep), "in_channels": self.in_channels}
+        return ExportGraph(
+            module=module,
+            input_shape=self.export_input_shape(),
+            outputs=["logits"],
+            kind=self.export_kind,
+            preprocess=prep,
+            spatial_dynamic=self.spatial_dynamic,
+        )
+
+    @classmethod
+    def from_export(cls, meta: ExportMeta, request: BuildRequest) -> TensorPredictor:
+        """The adapter around an exported graph: preprocessing and classes from its metadata."""
+        from torchvision.transforms import InterpolationMode
+
+        self = cls.__new__(cls)
+        Predictor.__init__(self)
+        fields = dict(meta.preprocess)
+        self.in_channels = int(fields.pop("in_channels", 3))
+        fields["mean"], fields["std"] = tuple(fields["mean"]), tuple(fields["std"])
+        self.prep = Preprocess(**fields)
+        self.interpolation = InterpolationMode(self.prep.interpolation)
+        self.device = torch.device("cpu")
+        self.half = False
+        self.names = dict(meta.names)
+        self.backbone = meta.backbone
+        self.exported_settings(request)
+        return self
+
+    def exported_settings(self, request: BuildRequest) -> None:
+        """Run settings a subclass takes from the request when built around an exported graph."""
+
     def resized(self, frame: Frame) -> torch.Tensor:
         """BGR uint8 frame → uint8 RGB ``(3, h, w)`` on the device, the shorter side ``resize`` pixels."""
         import torchvision.transforms.functional as TF
@@ -72,3 +125,15 @@ class TensorPredictor(Predictor):
             x = TF.rgb_to_grayscale(x)
         x = TF.normalize(TF.convert_image_dtype(x, torch.float), mean=self.prep.mean, std=self.prep.std)
         return x.half() if self.half else x
+
+
+class _Logits(nn.Module):
+    """Tensors in, one tensor out: torchvision's segmenters return ``{"out": ..., "aux": ...}``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x)
+        return out["out"] if isinstance(out, dict) else out

@@ -50,6 +50,12 @@ class TensorClassifier(TensorPredictor):
     frame is centre-cropped to ``crop``; the ``topk`` best classes are kept."""
 
     kind = "Classifiers"
+    export_kind = "classify"
+
+    def exported_settings(self, request: BuildRequest) -> None:
+        self.topk = request.cfg.topk
+        if request.weights.export is not None and request.weights.export.dynamic:
+            self.prep = scaled_preprocess(self.prep, request.imgsz)
 
     def __init__(
         self,
@@ -76,7 +82,7 @@ class TensorClassifier(TensorPredictor):
         )
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+        return self.run_model(batch)  # type: ignore[no-any-return]
 
     def postprocess(self, raw: torch.Tensor, batch: Any, frames: Sequence[Frame]) -> list[Classification]:
         return topk_results(raw.float().softmax(dim=1), self.topk, self.names)

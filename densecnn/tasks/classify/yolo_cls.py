@@ -105,7 +105,7 @@ class YoloClassifier(Predictor):
         return self.normalize(x)
 
     def forward(self, batch: torch.Tensor) -> Any:
-        return self.model(batch)
+        return self.run_model(batch)
 
     def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Classification]:
         probs = raw[0] if isinstance(raw, list | tuple) else raw

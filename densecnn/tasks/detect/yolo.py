@@ -10,7 +10,7 @@ import logging
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from densecnn.integrations.ultralytics import (
 from densecnn.results import Detections, Frame
 from densecnn.tasks.base import Predictor
 from densecnn.tasks.builders import BuildRequest, register_builder
+
+if TYPE_CHECKING:
+    from densecnn.runtimes.meta import ExportGraph, ExportMeta
 
 log = logging.getLogger(__name__)
 
@@ -153,34 +156,89 @@ class YoloDetector(Predictor):
         self.stride = int(self.model.stride)  # AutoBackend reduces it to the largest stride
         self.imgsz = check_imgsz(imgsz, stride=self.stride, min_dim=2)
         self.names = {int(k): str(v) for k, v in self.model.names.items()}
+        self.fp16 = bool(self.model.fp16)
+        self.end2end = bool(getattr(self.model, "end2end", False))
+        self._thresholds(conf, iou, max_det)
+
+    def _thresholds(self, conf: float, iou: float, max_det: int) -> None:
         self.conf, self.iou, self.max_det = conf, iou, max_det
         # Ultralytics' NMS gives up after 2 s + 0.05 s per image and drops the rest; evaluation sets
         # this to inf so results never depend on how busy the machine is.
         self.nms_time_per_image = 0.05
+
+    @classmethod
+    def from_export(cls, meta: ExportMeta, request: BuildRequest) -> YoloDetector:
+        """The adapter around an exported graph (``densecnn export``): the same preprocessing and NMS,
+        the letterbox size, stride and classes from the file's metadata (no torch module)."""
+        self = cls.__new__(cls)
+        Predictor.__init__(self)
+        self.device = torch.device("cpu")
+        self.stride = int(meta.preprocess["stride"])
+        if meta.dynamic and request.imgsz is not None:  # any size: letterbox to --imgsz as torch does
+            from ultralytics.utils.checks import check_imgsz
+
+            self.imgsz = check_imgsz(request.imgsz, stride=self.stride, min_dim=2)
+        else:
+            self.imgsz = list(meta.imgsz)
+        self.names = dict(meta.names)
+        self.fp16 = False
+        self.end2end = False
+        self._thresholds(
+            float(request.conf if request.conf is not None else 0.25),
+            float(request.iou if request.iou is not None else 0.7),
+            request.max_det,
+        )
+        return self
+
+    def export_graph(self) -> ExportGraph:
+        """The fused module in Ultralytics' export mode: one ``(N, 4 + classes [+ 32], anchors)``
+        prediction tensor (and, for -seg, the ``(N, 32, h/4, w/4)`` prototypes); no NMS."""
+        import copy
+
+        from densecnn.runtimes.meta import ExportGraph
+
+        module = copy.deepcopy(self.model.model).float().cpu().eval()
+        for m in module.modules():
+            if hasattr(m, "export"):
+                m.export = True
+                m.format = "onnx"
+        outputs = ["output0", "output1"] if self.instances else ["output0"]
+        return ExportGraph(
+            module=module,
+            input_shape=(1, 3, *self.imgsz),
+            outputs=outputs,
+            kind=f"yolo-{self.task}",
+            preprocess={"letterbox": "ultralytics", "stride": self.stride, "scale": "rgb/255"},
+            set_dynamic=_yolo_dynamic,
+        )
+
+    def letterbox(self) -> Any:
+        """Ultralytics' LetterBox as ``yolo predict`` uses it one image at a time: to the smallest stride
+        multiple, or exactly ``imgsz`` for a static exported graph."""
         from ultralytics.data.augment import LetterBox
 
-        self._letterbox = LetterBox(self.imgsz, auto=True, stride=self.stride)
+        return LetterBox(self.imgsz, auto=not self.static_input, stride=self.stride)
 
     def batch_key(self, frame: Frame) -> tuple[int, int]:
         """The letterboxed input size: frames that share it share a forward pass (see ``preprocess``)."""
-        p = self._letterbox.get_params({"img": frame.image})
+        p = self.letterbox().get_params({"img": frame.image})
         return p["new_unpad"][1] + p["top"] + p["bottom"], p["new_unpad"][0] + p["left"] + p["right"]
 
     def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
         """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device.
 
-        Each frame is letterboxed on its own to the smallest stride multiple (``auto``), as ``yolo
-        predict`` does one image at a time, so a frame's result does not depend on its batch; the
-        pipeline only batches frames of one :meth:`batch_key`.
+        Each frame is letterboxed on its own, as ``yolo predict`` does one image at a time, so a frame's
+        result does not depend on its batch; the pipeline batches only frames of one :meth:`batch_key`.
         """
-        boxed = [self._letterbox(image=f.image) for f in frames]
+        letterbox = self.letterbox()
+        boxed = [letterbox(image=f.image) for f in frames]
         x = torch.from_numpy(boxed[0]).unsqueeze(0) if len(boxed) == 1 else torch.from_numpy(np.stack(boxed))
         x = x.to(self.device)  # upload uint8 (4x less than float), convert on the device
         x = x.permute(0, 3, 1, 2).contiguous().flip(1)
-        return (x.half() if self.model.fp16 else x.float()).div_(255)
+        return (x.half() if self.fp16 else x.float()).div_(255)
 
     def forward(self, batch: torch.Tensor) -> Any:
-        return self.model(batch)
+        return self.run_model(batch)
 
     def nms(self, raw: Any, *, nc: int = 0) -> list[torch.Tensor]:
         """Ultralytics' NMS with this predictor's thresholds → per image ``(n, 6 + extra)`` rows
@@ -197,7 +255,7 @@ class YoloDetector(Predictor):
             max_det=self.max_det,
             nc=nc,
             max_time_img=self.nms_time_per_image,
-            end2end=getattr(self.model, "end2end", False),
+            end2end=self.end2end,
         )
 
     def postprocess(self, raw: Any, batch: torch.Tensor, frames: Sequence[Frame]) -> list[Detections]:
@@ -210,6 +268,13 @@ class YoloDetector(Predictor):
             p = pred[:, :6].float().cpu().numpy()
             out.append(Detections(p[:, :4], p[:, 4], p[:, 5].astype(np.int64), self.names))
         return out
+
+
+def _yolo_dynamic(module: torch.nn.Module, dynamic: bool) -> None:
+    """Dynamic shapes: the Detect head recomputes its anchors from the input inside the graph."""
+    for m in module.modules():
+        if hasattr(m, "dynamic") and hasattr(m, "export"):
+            m.dynamic = dynamic
 
 
 def yolo_weights(request: BuildRequest) -> Path:

@@ -99,6 +99,15 @@ class SemanticSegmenter(TensorPredictor):
     At most 255 classes: the label map is uint8 and 255 means "no class"."""
 
     kind = "Segmenters"
+    export_kind = "semantic"
+    spatial_dynamic = True
+
+    def export_input_shape(self) -> tuple[int, ...]:
+        return (1, self.in_channels, self.prep.resize, self.prep.resize)
+
+    def exported_settings(self, request: BuildRequest) -> None:
+        if request.imgsz is not None:  # semantic exports are always dynamic: any shorter side
+            self.prep = replace(self.prep, resize=request.imgsz)
 
     def __init__(
         self,
@@ -135,7 +144,7 @@ class SemanticSegmenter(TensorPredictor):
             end = start + 1
             while end < len(batch) and batch[end].shape == batch[start].shape:
                 end += 1
-            out = self.model(torch.stack(batch[start:end]))
+            out = self.run_model(torch.stack(batch[start:end]))
             if isinstance(out, dict):
                 out = out["out"]
             logits.extend(out.unbind(0))
