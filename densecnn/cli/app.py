@@ -22,7 +22,7 @@ def _root(version: opt.Version = False) -> None:
 
 
 def _register() -> None:
-    from densecnn.cli import classify, detect, doctor, export, models, segment, weights
+    from densecnn.cli import bench, classify, detect, doctor, export, models, segment, weights
     from densecnn.cli import data as data_cli
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
@@ -45,6 +45,11 @@ def _register() -> None:
         no_args_is_help=True,
         short_help="Export a model to ONNX or OpenVINO (self-describing, for --weights).",
     )(export.export)
+    app.command(
+        "bench",
+        no_args_is_help=True,
+        short_help="Benchmark models x backends x sizes on a video or folder: FPS, stages, RSS, accuracy.",
+    )(bench.bench)
     app.command(
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",

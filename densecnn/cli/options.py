@@ -581,3 +581,29 @@ def shared_options(task: str) -> Callable[[Callable[..., None]], Callable[..., N
         return wrapper
 
     return decorate
+
+
+# ---- densecnn bench ------------------------------------------------------------------------------
+
+BenchSource = Annotated[
+    str,
+    typer.Argument(
+        help="A video, folder of images, glob or .txt list: what every model runs on.", show_default=False
+    ),
+]
+BenchModels = Annotated[
+    list[str] | None,
+    noted(Model.__metadata__[0], "Repeat for several (default: each task's zoo default, unless --weights)."),
+]
+BenchWeights = Annotated[list[Path] | None, noted(_WEIGHTS, "Repeat for several.")]
+BenchBackends = Annotated[
+    list[BackendChoice] | None,  # type: ignore[valid-type]
+    noted(BackendOpt.__metadata__[0], "bench: repeat for several (default: every available backend)."),
+]
+BenchSizes = Annotated[list[int] | None, noted(_IMGSZ, "Repeat for several.")]
+BenchFrames = Annotated[
+    int, option("--frames", help="Frames (or images) each model runs on, after an untimed warm-up.")
+]
+BenchData = Annotated[
+    Path | None, noted(_DATA, "bench: also report `densecnn eval`'s headline metric on it (every image).")
+]

@@ -27,6 +27,7 @@ class EvalConfig:
     imgsz: int | None = None
     batch: int = 8
     device: str = "auto"
+    backend: str = "auto"
     conf: float = 0.001
     iou: float = 0.7
     split: Literal["val", "train", "all"] = "val"
@@ -54,6 +55,7 @@ class EvalConfig:
             "backbone": self.backbone,
             "imgsz": self.imgsz,
             "device": self.device,
+            "backend": self.backend,
         }
         return load_predictor(PredictConfig(**{**given, **settings}), task=self.task)
 
