@@ -77,14 +77,17 @@ def best_batch(ms_per_frame: dict[int, float]) -> int:
     return min(b for b, ms in ms_per_frame.items() if ms <= fastest * (1 + _TIE))
 
 
-def measure(predictor: Predictor, *, candidates: tuple[int, ...] = CANDIDATES) -> dict[int, float]:
+def measure(
+    predictor: Predictor, *, candidates: tuple[int, ...] = CANDIDATES, rounds: int = 3
+) -> dict[int, float]:
     """CPU milliseconds per frame of ``predictor.predict`` (preprocess, forward, postprocess) on
-    batches of each candidate size, of a synthetic 640x480 frame; stops at the first size that costs
-    more per frame than the best so far. The predictor's stage timers are left as they were.
+    batches of each candidate size of a synthetic 640x480 frame: the best of ``rounds`` rounds that
+    each run every size once (after an untimed one), so a burst of load elsewhere hits every size
+    alike. The predictor's stage timers are left as they were.
 
     CPU time, not wall time: in the pipeline decode and encode run beside the model, so what limits
-    throughput is the CPU each frame costs, and CPU time barely moves when other processes load the
-    machine (wall time would measure them). On a GPU device the wall time is used (the CPU waits).
+    throughput is the CPU each frame costs, and CPU time moves much less than wall time when other
+    processes load the machine. On a GPU device the wall time is used (the CPU mostly waits).
     """
     import numpy as np
 
@@ -92,25 +95,23 @@ def measure(predictor: Predictor, *, candidates: tuple[int, ...] = CANDIDATES) -
     from densecnn.tasks.base import StageTimer
 
     clock = time.perf_counter if predictor.device.type == "cuda" else time.process_time
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    batches = {
+        size: [Frame(image=image, source="batch-measurement", path="", index=i) for i in range(size)]
+        for size in candidates
+    }
     timers, predictor.timers = predictor.timers, StageTimer()
-    out: dict[int, float] = {}
+    best = dict.fromkeys(candidates, float("inf"))
     try:
-        for size in candidates:
-            frames = [Frame(image=image, source="batch-measurement", path="", index=i) for i in range(size)]
-            predictor.predict(frames)  # untimed: allocations and kernel choices for this shape
-            best = float("inf")
-            for _ in range(2):
+        for round_ in range(rounds + 1):
+            for size, frames in batches.items():
                 t0 = clock()
                 predictor.predict(frames)
-                best = min(best, (clock() - t0) * 1000 / size)
-            out[size] = best
-            if best > min(out.values()) * (1 + _TIE):
-                break  # costlier per frame than a smaller batch: larger ones will not win back
+                if round_:  # round 0: allocations and kernel choices for each shape
+                    best[size] = min(best[size], (clock() - t0) * 1000 / size)
     finally:
         predictor.timers = timers
-    return out
+    return best
 
 
 def cache_key(predictor: Predictor) -> str:

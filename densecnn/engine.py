@@ -19,7 +19,7 @@ from densecnn.errors import UsageError
 if TYPE_CHECKING:
     from densecnn.batching import BatchChoice
     from densecnn.config import LiveConfig, OutputConfig, PredictConfig
-    from densecnn.pipeline import Progress, RunSummary
+    from densecnn.pipeline import Progress, RunSummary, ThreadPlan
     from densecnn.results import Prediction
     from densecnn.resume import ResumedPart
     from densecnn.sinks.base import Sink
@@ -53,6 +53,8 @@ class PredictionRun:
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
     batch: BatchChoice | None = None  # set by ``open``
+    threads: ThreadPlan | None = None  # set by ``open``
+    _torch_threads_before: int = 0
 
     @classmethod
     def open(
@@ -129,6 +131,10 @@ class PredictionRun:
             run.sinks.append(run.display)
         if live:  # pay lazy initialisation before the streams open, not on their first frames
             _warm_up(predictor)
+        from densecnn.pipeline import apply_thread_plan, plan_threads
+
+        run.threads = plan_threads()
+        run._torch_threads_before = apply_thread_plan(run.threads)  # before the batch size is measured
         run.batch = _batch_for(run)
         return run
 
@@ -218,6 +224,7 @@ class PredictionRun:
             "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
+            **({"threads": self.threads.to_dict()} if self.threads else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             "classes": self.predictor.names,
             **self.summary.to_dict(),
@@ -233,6 +240,7 @@ class PredictionRun:
         from densecnn.redact import redact_obj
 
         if self.run_dir is None:
+            self._restore_threads()
             return
         try:
             if self.summary is not None:
@@ -244,8 +252,17 @@ class PredictionRun:
         """Unlock the run folder without writing summary.json (a run that broke off)."""
         from densecnn.fsutil import release_run_dir
 
+        self._restore_threads()
         if self.run_dir is not None:
             release_run_dir(self.run_dir)
+
+    def _restore_threads(self) -> None:
+        """An API caller's torch thread count is theirs again once the run is over."""
+        if self._torch_threads_before:
+            import torch
+
+            torch.set_num_threads(self._torch_threads_before)
+            self._torch_threads_before = 0
 
 
 def _batch_for(run: PredictionRun) -> BatchChoice:

@@ -79,7 +79,7 @@ def input_done(run_dir: Path, ref: InputRef, *, overlay: bool = False) -> bool:
 def _detect_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor) -> list[Sink]:
     """predictions.jsonl and .coco.json always; images, videos, labels, crops as asked; last, the
     ledger of finished inputs (``--resume`` keeps the earlier run's rows for those)."""
-    from densecnn.sinks import CocoSink, CropsSink, ImageSink, LabelsSink, VideoSink
+    from densecnn.sinks import CocoSink, CropsSink, ImageSink, LabelsSink
     from densecnn.sinks.done import DoneSink
     from densecnn.sinks.jsonl import read_jsonl
 
@@ -90,7 +90,7 @@ def _detect_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predic
             coco.add_record(row)
     sinks: list[Sink] = [jsonl, coco]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
     if ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if ocfg.save_crops:
@@ -114,7 +114,7 @@ def _segment_sinks(
 ) -> list[Sink]:
     """predictions.jsonl and classes.json always; predictions.coco.json for instance models; masks and
     overlays as asked; last, the video completion markers (see ``input_done``)."""
-    from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink, VideoSink
+    from densecnn.sinks import CocoSink, ImageSink, JsonlSink, MaskSink
     from densecnn.sinks.jsonl import read_jsonl
     from densecnn.sinks.masks import CompletionSink, write_classes_json
 
@@ -133,7 +133,7 @@ def _segment_sinks(
     if ocfg.save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
     if ocfg.save_masks:
         sinks.append(CompletionSink(run_dir))
     return sinks
@@ -161,7 +161,7 @@ def _classify_sinks(
 ) -> list[Sink]:
     """predictions.jsonl and predictions.csv always; annotated images and videos with ``--save``;
     last, the ledger of finished inputs (``--resume``: the earlier run's rows are kept for those)."""
-    from densecnn.sinks import CsvSink, ImageSink, VideoSink
+    from densecnn.sinks import CsvSink, ImageSink
     from densecnn.sinks.done import DoneSink
     from densecnn.sinks.jsonl import read_jsonl
 
@@ -172,6 +172,14 @@ def _classify_sinks(
             csv.add_record(row)
     sinks: list[Sink] = [jsonl, csv]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
     sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks
+
+
+def _video_sink(run_dir: Path, pcfg: PredictConfig) -> Sink:
+    """H.264 with the encoder preset measured on this machine (cached in the weight cache folder)."""
+    from densecnn.sinks.video import VideoSink
+    from densecnn.zoo.store import WeightStore
+
+    return VideoSink(run_dir, vid_stride=pcfg.vid_stride, cache_dir=WeightStore().root)

@@ -37,7 +37,10 @@ def same_predictions(a: bytes, b: bytes) -> None:
 
 
 def _run(run_cli: CliRunner, source: Path, weights: Path, name: str, *extra: str) -> tuple[bytes, dict]:
-    r = run_cli("detect", str(source), "--weights", str(weights), "--imgsz", "320", "--name", name, *extra)
+    r = run_cli(
+        "detect", str(source), "--weights", str(weights), "--imgsz", "320", "--backend", "torch",
+        "--name", name, *extra,
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     run = source.parent / "runs/detect" / name
     return (run / "predictions.jsonl").read_bytes(), json.loads((run / "summary.json").read_text())
