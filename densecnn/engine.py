@@ -94,6 +94,8 @@ class PredictionRun:
         )
         if predictor is None:
             predictor = load_predictor(pcfg, task=task, class_names=class_names)
+        if not live and predictor.device.type == "cuda":  # decode where the model runs: NVDEC
+            src.hwaccel = f"cuda:{predictor.device.index or 0}"
         run_dir = None
         sinks: list[Sink] = []
         skipped = 0

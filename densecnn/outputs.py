@@ -90,7 +90,7 @@ def _detect_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predic
             coco.add_record(row)
     sinks: list[Sink] = [jsonl, coco]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg, predictor)]
     if ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if ocfg.save_crops:
@@ -133,7 +133,7 @@ def _segment_sinks(
     if ocfg.save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
-        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg, predictor)]
     if ocfg.save_masks:
         sinks.append(CompletionSink(run_dir))
     return sinks
@@ -172,14 +172,16 @@ def _classify_sinks(
             csv.add_record(row)
     sinks: list[Sink] = [jsonl, csv]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg)]
+        sinks += [ImageSink(run_dir), _video_sink(run_dir, pcfg, predictor)]
     sinks.append(DoneSink(run_dir, append=ledger is not None))  # last: after every other output
     return sinks
 
 
-def _video_sink(run_dir: Path, pcfg: PredictConfig) -> Sink:
-    """H.264 with the encoder preset measured on this machine (cached in the weight cache folder)."""
+def _video_sink(run_dir: Path, pcfg: PredictConfig, predictor: Predictor) -> Sink:
+    """H.264: NVENC when the model runs on CUDA and NVENC works, else libx264 with the preset measured
+    on this machine (cached in the weight cache folder)."""
     from densecnn.sinks.video import VideoSink
     from densecnn.zoo.store import WeightStore
 
-    return VideoSink(run_dir, vid_stride=pcfg.vid_stride, cache_dir=WeightStore().root)
+    gpu = getattr(getattr(predictor, "device", None), "type", "cpu") == "cuda"
+    return VideoSink(run_dir, vid_stride=pcfg.vid_stride, cache_dir=WeightStore().root, gpu=gpu)

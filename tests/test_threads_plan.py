@@ -79,3 +79,35 @@ def test_video_sink_encodes_with_the_plan(tmp_path: Path) -> None:
         assert stream.codec_context.name == "h264"
         assert sum(1 for _ in container.decode(stream)) == 5
     assert sink._options["preset"] == sink.plan.preset and sink._options["crf"] == "23"
+
+
+def test_gpu_runs_pick_nvenc_at_crf_23_equivalent_when_it_works() -> None:
+    assert video_sink.select_codec({"h264_nvenc", "libx264"}, gpu=True) == ("h264_nvenc", None)
+    assert video_sink.select_codec({"libx264"}, gpu=True) == ("libx264", None)  # no NVENC: x264
+    assert video_sink.select_codec({"h264_nvenc", "libx264"}, gpu=False)[0] == "libx264"
+    options = video_sink._codec_options("h264_nvenc", crf=23, preset="ignored")
+    assert options["cq"] == "23" and options["rc"] == "vbr" and options["b"] == "0"
+
+
+def test_nvenc_is_only_chosen_where_it_encodes() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU machine: test_gpu.py checks NVENC there")
+    assert not video_sink.nvenc_works()  # in the build or not, no NVIDIA encoder answers here
+    assert VideoSink(Path("unused"), gpu=True).codec_name == "libx264"
+
+
+def test_hardware_decode_falls_back_to_the_same_frames_without_the_device() -> None:
+    import torch
+    from conftest import STREET_VIDEO, need_data
+
+    from densecnn.sources.video import open_video
+
+    video = need_data(STREET_VIDEO)
+    with open_video(video, "cuda:0") as hw, open_video(video) as sw:
+        pairs = zip(range(3), hw.decode(video=0), sw.decode(video=0), strict=False)
+        for _, a, b in pairs:
+            assert (a.width, a.height, a.pts) == (b.width, b.height, b.pts)
+            if not torch.cuda.is_available():  # software both ways: the very same pixels
+                assert np.array_equal(a.to_ndarray(format="bgr24"), b.to_ndarray(format="bgr24"))

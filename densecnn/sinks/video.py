@@ -51,16 +51,52 @@ def _has_encoder(name: str) -> bool:
     return True
 
 
-def select_codec(available: set[str] | frozenset[str] | None = None) -> tuple[str, str | None]:
+GPU_CODEC = "h264_nvenc"
+# NVENC's constant-quality mode at the same quality target as libx264's CRF 23 (p4: its balanced preset)
+_NVENC_OPTIONS = {"preset": "p4", "tune": "hq", "rc": "vbr", "cq": "23", "b": "0"}
+_nvenc_works: bool | None = None  # per process: a trial encode answers it once
+
+
+def nvenc_works() -> bool:
+    """Whether h264_nvenc encodes here: in this PyAV build *and* an NVIDIA GPU with NVENC answers
+    (one 64x64 frame encoded into memory; the build alone says nothing without the hardware)."""
+    global _nvenc_works
+    if _nvenc_works is None:
+        _nvenc_works = _has_encoder(GPU_CODEC) and _trial_encode(GPU_CODEC, _NVENC_OPTIONS)
+    return _nvenc_works
+
+
+def _trial_encode(codec: str, options: dict[str, str]) -> bool:
+    import io
+
+    try:
+        with av.open(io.BytesIO(), "w", format="mp4") as container:
+            stream = container.add_stream(codec, rate=25)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+            stream.options = options
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="bgr24")
+            container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    except (av.FFmpegError, OSError, ValueError):
+        return False
+    return True
+
+
+def select_codec(
+    available: set[str] | frozenset[str] | None = None, *, gpu: bool = False
+) -> tuple[str, str | None]:
     """The one place the video codec is chosen: ``(codec name, note for the user or None)``.
 
-    libx264 (H.264) when this PyAV build has it, else MPEG-4 Part 2 with a note saying so.
-    ``available`` overrides the encoder lookup (tests).
+    ``gpu`` (the model runs on CUDA): h264_nvenc when it works here, so encoding leaves the CPU too.
+    Otherwise libx264 (H.264) when this PyAV build has it, else MPEG-4 Part 2 with a note saying so.
+    ``available`` overrides the encoder lookup (tests; NVENC then counts as working when listed).
     """
 
     def has(name: str) -> bool:
         return name in available if available is not None else _has_encoder(name)
 
+    if gpu and (GPU_CODEC in available if available is not None else nvenc_works()):
+        return GPU_CODEC, None
     if has(PREFERRED_CODEC):
         return PREFERRED_CODEC, None
     return FALLBACK_CODEC, (
@@ -197,6 +233,8 @@ def _read_json(path: Path | None) -> dict[str, Any]:
 
 
 def _codec_options(codec: str, *, crf: int, preset: str, threads: int = 0) -> dict[str, str]:
+    if codec == GPU_CODEC:
+        return {**_NVENC_OPTIONS, "cq": str(crf)}
     if codec == PREFERRED_CODEC:
         return {"crf": str(crf), "preset": preset, **({"threads": str(threads)} if threads else {})}
     # mpeg4 has no CRF: fixed quantiser 4 (global_quality is in lambda units, FF_QP2LAMBDA = 118).
@@ -284,6 +322,7 @@ class VideoSink(Sink):
         threads: int | None = None,
         keyframe_interval: int | None = None,
         cache_dir: Path | None = None,
+        gpu: bool = False,
     ) -> None:
         if vid_stride < 1:
             raise ValueError(f"vid_stride must be >= 1, got {vid_stride}")
@@ -294,7 +333,7 @@ class VideoSink(Sink):
         self.root = Path(root)
         self.vid_stride = vid_stride
         self.keyframe_interval = keyframe_interval
-        self.codec_name, self.note = select_codec()
+        self.codec_name, self.note = select_codec(gpu=gpu)
         if self.note:
             warnings.warn(self.note, RuntimeWarning, stacklevel=2)
         self.plan: EncoderPlan | None = None
