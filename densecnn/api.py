@@ -15,7 +15,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from densecnn.config import LiveConfig, OutputConfig, PredictConfig, resolve_class_names
+from densecnn.config import (
+    LiveConfig,
+    OutputConfig,
+    PredictConfig,
+    TileConfig,
+    TrackConfig,
+    resolve_class_names,
+)
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
@@ -28,6 +35,7 @@ _PREDICT_FIELDS = {f.name for f in dataclasses.fields(PredictConfig)}
 _OUTPUT_FIELDS = {f.name for f in dataclasses.fields(OutputConfig)} - {"project", "save"}
 _LIVE_FIELDS = {f.name for f in dataclasses.fields(LiveConfig)} - {"show", "require_display"}
 _NAME_FIELDS = {"num_classes", "class_names"}
+_TRACK_FIELDS = {f.name for f in dataclasses.fields(TrackConfig)}  # tracker, lines, zones, anchor, trail
 
 
 def load(
@@ -48,7 +56,8 @@ def load(
     ``weights``: a local file (densecnn .safetensors checkpoint, Ultralytics .pt, torchvision state
     dict; or a file from ``densecnn export``: .onnx, OpenVINO .xml or its folder). ``backend``: auto,
     torch, onnxruntime or openvino (``predictor.backend`` says which one runs). ``overrides``: conf,
-    iou, imgsz, classes, max_det, topk, num_classes, class_names. Call
+    iou, imgsz, classes, max_det, topk, num_classes, class_names, tile (a tile size, or a
+    :class:`~densecnn.config.TileConfig`: tiled inference, see ``--tile``). Call
     ``predictor.predict(frames)`` on :class:`~densecnn.results.Frame` lists, or pass it to
     :func:`predict`. Raises :class:`~densecnn.errors.UsageError` with the CLI's messages.
     """
@@ -137,14 +146,17 @@ def predict(
     the CLI's outputs are written to ``out/name`` (default ``runs/<task>/predict``, numbered): the
     same files as ``densecnn <task>``. ``options``: the CLI's options by their Python names
     (conf, iou, imgsz, classes, batch, vid_stride, device, half, name, exist_ok, save_txt, save_masks,
-    alpha, on_error, stream_mode, max_frames, ...). The source is opened and the model loaded when
-    this is called; predictions come as the iterator is read.
+    alpha, on_error, stream_mode, max_frames, ...). ``task="track"`` (or any of tracker, lines,
+    zones, anchor, trail) tracks a box model's results as ``densecnn track`` does: each prediction's
+    detections carry ``track_ids`` and ``p.tracking.counts`` holds the line and zone counts
+    (``lines=["door=100,0,100,480"]``, ``zones=[...]`` as the CLI's values). The source is opened and
+    the model loaded when this is called; predictions come as the iterator is read.
     """
     from densecnn.engine import PredictionRun
     from densecnn.tasks.base import Predictor
     from densecnn.tasks.loading import infer_task
 
-    allowed = _PREDICT_FIELDS | _OUTPUT_FIELDS | _LIVE_FIELDS | _NAME_FIELDS
+    allowed = _PREDICT_FIELDS | _OUTPUT_FIELDS | _LIVE_FIELDS | _NAME_FIELDS | _TRACK_FIELDS
     unknown = set(options) - allowed
     if unknown:
         raise _unknown_options(unknown, allowed)
@@ -157,6 +169,14 @@ def predict(
             "weights": weights,
         }
     )
+    track = None
+    if task == "track" or (task is None and set(options) & _TRACK_FIELDS):
+        task = "track"
+        given = {k: v for k, v in options.items() if k in _TRACK_FIELDS}
+        for key in ("lines", "zones"):
+            if key in given:
+                given[key] = _as_tuple(given[key])
+        track = TrackConfig(**given)
     if predictor is not None:
         task = task or (predictor.spec.task if predictor.spec is not None else None)
     task = task or infer_task(pcfg)
@@ -176,14 +196,21 @@ def predict(
         save=saving,
         predictor=predictor,
         class_names=names,
+        track=track,
     )
     return Predictions(run)
+
+
+def _as_tuple(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _predict_config(values: dict[str, Any]) -> PredictConfig:
     values = dict(values)
     if values.get("weights") is not None:
         values["weights"] = Path(values["weights"])
+    if isinstance(values.get("tile"), int):  # tile=640: SAHI's other defaults
+        values["tile"] = TileConfig(size=values["tile"])
     classes = values.get("classes")
     if isinstance(classes, (str, int)):
         values["classes"] = (str(classes),)

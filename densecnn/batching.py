@@ -53,6 +53,10 @@ def choose_batch(
         return BatchChoice(requested, "--batch")
     if live:
         return BatchChoice(1, "live")
+    if getattr(predictor, "tile", None) is not None:
+        return BatchChoice(1, "tiled: a frame's tiles form the batch")
+    if hasattr(predictor, "predictors"):  # densecnn run: one measurement per model mix is not kept
+        return BatchChoice(1, "several models")
     path = Path(cache_dir) / CACHE_NAME
     key = cache_key(predictor)
     cache = _load(path)

@@ -6,19 +6,25 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from densecnn.errors import UsageError
+
+if TYPE_CHECKING:
+    from densecnn.track.geometry import Line, Zone
 
 # The choices of --on-error, --stream-mode and --mask-mode, defined here only (the CLI's come from these)
 OnError = Literal["skip", "fail"]
 OnCorrupt = Literal["skip", "process"]
 StreamMode = Literal["latest", "all"]
 MaskMode = Literal["labels", "instances-to-foreground"]
+Engine = Literal["local", "ray"]
 # --backend: where the model runs (densecnn.runtimes); auto picks the fastest measured here
 Backend = Literal["auto", "torch", "onnxruntime", "openvino"]
 # densecnn export --format
 ExportFormat = Literal["onnx", "openvino"]
+TileMerge = Literal["nms", "nmm"]
+TileMatch = Literal["ios", "iou"]
 
 
 def check_choice(flag: str, value: object, choices: object) -> None:
@@ -32,6 +38,42 @@ def check_run_name(name: str) -> None:
     """``--name`` of every command that makes a run folder: a plain folder name under ``--out``."""
     if not name or "/" in name or name in (".", ".."):
         raise UsageError(f"--name must be a plain folder name, got {name!r}.")
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Tiled inference (``--tile``): square tiles of ``size`` pixels overlapping by ``overlap`` of
+    their side; results merged by ``merge`` (None: ``nmm``, or ``nms`` with ``iou`` below 0.1
+    confidence, as SAHI) comparing boxes by ``match`` at ``threshold``; ``full`` adds the
+    full-frame pass; ``batch`` tiles go through the model per call. See ``densecnn.tasks.tiling``."""
+
+    size: int
+    overlap: float = 0.2
+    merge: TileMerge | None = None
+    match: TileMatch = "ios"
+    threshold: float = 0.5
+    full: bool = False
+    batch: int = 0
+    """Tiles per model call (0: all tiles of a frame at once); bounds memory on very large frames."""
+
+    def __post_init__(self) -> None:
+        if self.batch < 0:
+            raise UsageError(f"--tile-batch must be 0 (all tiles) or more, got {self.batch}.")
+        if not 32 <= self.size <= 8192:
+            raise UsageError(f"--tile must be between 32 and 8192 pixels, got {self.size}.")
+        if not 0.0 <= self.overlap < 1.0:
+            raise UsageError(f"--tile-overlap must be at least 0 and below 1, got {self.overlap}.")
+        if self.merge is not None:
+            check_choice("--tile-merge", self.merge, TileMerge)
+        check_choice("--tile-match", self.match, TileMatch)
+        if not 0.0 < self.threshold <= 1.0:
+            raise UsageError(f"--tile-threshold must be above 0 and at most 1, got {self.threshold}.")
+
+    def resolved_merge(self, conf: float | None) -> tuple[str, str]:
+        """(merge, match metric) for a model with confidence threshold ``conf``."""
+        if self.merge is None and conf is not None and conf < 0.1:
+            return "nms", "iou"
+        return self.merge or "nmm", self.match
 
 
 @dataclass(frozen=True)
@@ -55,6 +97,8 @@ class PredictConfig:
     vid_stride: int = 1
     trust_weights: bool = False
     """Consent to a full (code-running) unpickle of ``weights`` when a restricted load is not enough."""
+    tile: TileConfig | None = None
+    """Tiled inference (detect, segment); None: whole frames."""
 
     def __post_init__(self) -> None:
         for name in ("conf", "iou"):
@@ -194,3 +238,75 @@ class LiveConfig:
     def mode_for(self, live: bool) -> StreamMode:
         """The stream mode in effect: the one asked for, else ``latest`` live and ``all`` for files."""
         return self.stream_mode or ("latest" if live else "all")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Which engine runs the predictions. ``local``: the threaded pipeline in this process; ``ray``:
+    an actor pool on a Ray cluster (``address``: ``auto``, ``HOST:PORT`` or None for the instance
+    this process already joined, else a new local one), ``workers`` actors (0: as many as the
+    cluster's CPUs, or GPUs, allow), each reserving ``cpus_per_worker`` CPUs and ``gpus_per_worker``
+    GPUs."""
+
+    engine: Engine = "local"
+    address: str | None = None
+    workers: int = 0
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("--engine", self.engine, Engine)
+        if self.workers < 0:
+            raise UsageError(f"--workers must be 0 (automatic) or more, got {self.workers}.")
+        if self.gpus_per_worker < 0:
+            raise UsageError(f"--gpus-per-worker must be 0 or more, got {self.gpus_per_worker}.")
+        if self.cpus_per_worker <= 0:
+            raise UsageError(f"--cpus-per-worker must be more than 0, got {self.cpus_per_worker}.")
+        if self.engine == "local":
+            given = [
+                flag
+                for flag, value, default in (
+                    ("--address", self.address, None),
+                    ("--workers", self.workers, 0),
+                    ("--gpus-per-worker", self.gpus_per_worker, 0.0),
+                    ("--cpus-per-worker", self.cpus_per_worker, 1.0),
+                )
+                if value != default
+            ]
+            if given:
+                raise UsageError(f"{', '.join(given)}: only with --engine ray.")
+
+
+class TrackConfig:
+    """Tracking and counting (``densecnn track``). ``tracker``: bytetrack, botsort or a YAML file of
+    Ultralytics tracker settings; ``lines`` / ``zones``: the ``--line`` / ``--zone`` values as given
+    (parsed by :meth:`geometry`); ``anchor``: the point of a box that is counted and trailed (center or
+    bottom); ``trail``: how many past anchor points the drawn trail of a track shows (0: none)."""
+
+    tracker: str = "botsort"
+    lines: tuple[str, ...] = ()
+    zones: tuple[str, ...] = ()
+    anchor: str = "center"
+    trail: int = 30
+
+    def __post_init__(self) -> None:
+        from densecnn.track.geometry import ANCHORS
+
+        if self.anchor not in ANCHORS:
+            raise UsageError(f"--anchor must be {' or '.join(ANCHORS)}, got {self.anchor!r}.")
+        if not 0 <= self.trail <= 10_000:
+            raise UsageError(f"--trail must be between 0 and 10000 points, got {self.trail}.")
+        self.settings()  # a bad tracker, line or zone fails here, before any model loads
+        self.geometry()
+
+    def settings(self) -> dict[str, Any]:
+        """The tracker's settings (Ultralytics' keys; see ``densecnn.track.settings``)."""
+        from densecnn.track.settings import load_tracker_settings
+
+        return load_tracker_settings(self.tracker)
+
+    def geometry(self) -> tuple[tuple[Line, ...], tuple[Zone, ...]]:
+        """The counting lines and zones."""
+        from densecnn.track.geometry import parse_geometry
+
+        return parse_geometry(self.lines, self.zones)

@@ -12,7 +12,15 @@ import math
 import cv2
 import numpy as np
 
-from densecnn.results import IGNORE_ID, Classification, Detections, InstanceSegmentation, Result, Segmentation
+from densecnn.results import (
+    IGNORE_ID,
+    Classification,
+    Detections,
+    FrameTracking,
+    InstanceSegmentation,
+    Result,
+    Segmentation,
+)
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -90,7 +98,8 @@ def draw_detections(
     """Draw boxes and ``name 0.87`` labels on a copy of ``image``.
 
     image: ``HxWx3`` uint8 BGR (left untouched). Boxes are xyxy in its pixels; the edge pixels of a box
-    get ``color_for(class_id)``. ``line_width=None`` scales the width to the image size. Returns a new
+    get ``color_for(class_id)``, or for tracked detections ``color_for(track_id)`` with the label
+    ``#id name 0.87``. ``line_width=None`` scales the width to the image size. Returns a new
     ``HxWx3`` uint8 array; labels are kept inside the image.
     """
     out = np.array(image, dtype=np.uint8, copy=True, order="C")
@@ -101,18 +110,22 @@ def draw_detections(
         return out
     lw = max(1, int(line_width)) if line_width is not None else default_line_width(height, width)
     corners = [_box_pixels(b, width, height) for b in detections.boxes]
+    tracked = detections.track_ids is not None
+    colors = [color_for(int(i)) for i in (detections.track_ids if tracked else detections.class_ids)]  # type: ignore[union-attr]
     # Boxes first, labels after, so no box line crosses a label.
-    for pix, cid in zip(corners, detections.class_ids, strict=True):
+    for pix, color in zip(corners, colors, strict=True):
         if pix is not None:
             x1, y1, x2, y2 = pix
-            cv2.rectangle(out, (x1, y1), (x2, y2), color_for(int(cid)), lw, cv2.LINE_8)
-    for pix, cid, score in zip(corners, detections.class_ids, detections.scores, strict=True):
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_8)
+    for i, (pix, cid, score) in enumerate(zip(corners, detections.class_ids, detections.scores, strict=True)):
         if pix is None:
             continue
         text = detections.class_name(int(cid))
+        if tracked:
+            text = f"#{int(detections.track_ids[i])} {text}"  # type: ignore[index]
         if show_scores:
             text = f"{text} {float(score):.2f}"
-        _draw_label(out, text, (pix[0], pix[1]), color_for(int(cid)), lw)
+        _draw_label(out, text, (pix[0], pix[1]), colors[i], lw)
     return out
 
 
@@ -208,6 +221,64 @@ def draw_instances(image: np.ndarray, result: InstanceSegmentation, *, alpha: fl
         color = tuple(int(v) for v in colors[i])
         cv2.drawContours(out, contours, -1, color, max(1, lw // 2), cv2.LINE_8, offset=(pix[0], pix[1]))
     return draw_detections(out, result)
+
+
+_LINE_COLOR = (0, 255, 255)  # BGR yellow: counting lines
+_ZONE_COLOR = (255, 128, 0)  # BGR light blue: counting zones
+
+
+def _total(per_class: dict[str, int]) -> int:
+    return sum(per_class.values())
+
+
+def draw_tracking(image: np.ndarray, tracking: FrameTracking) -> np.ndarray:
+    """Trails, counting lines and zones, and their counts, on a copy of ``image`` (``HxWx3`` uint8
+    BGR, usually the frame with its tracked boxes drawn).
+
+    Each track's trail joins its latest anchor points in ``color_for(track_id)``. Each line is drawn
+    with its name at its first point and a short arrow from its middle to its *in* side; each zone's
+    outline with its name at its first point. The counts (all classes together; per class in the
+    JSON) are stacked at the bottom-left corner: ``door in 3 out 2``, ``shop 1 inside +4 -3``.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    height = out.shape[0]
+    lw = default_line_width(*out.shape[:2])
+    for track_id, points in tracking.trails.items():
+        if len(points) > 1:
+            pts = np.round(np.asarray(points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(out, [pts], False, color_for(track_id), max(1, lw), cv2.LINE_AA)
+    for zone in tracking.zones:
+        pts = np.round(np.asarray(zone.points, dtype=np.float64)).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(out, [pts], True, _ZONE_COLOR, max(1, lw), cv2.LINE_AA)
+        _draw_label(out, zone.name, (int(pts[0, 0, 0]), int(pts[0, 0, 1])), _ZONE_COLOR, lw)
+    for line in tracking.lines:
+        a = np.asarray(line.a, dtype=np.float64)
+        b = np.asarray(line.b, dtype=np.float64)
+        cv2.line(out, _px(a), _px(b), _LINE_COLOR, max(1, lw + 1), cv2.LINE_AA)
+        d = b - a
+        normal = np.array([d[1], -d[0]]) / max(float(np.linalg.norm(d)), 1e-9)  # 90° counter-clockwise
+        mid = (a + b) / 2
+        tip = mid + normal * max(12, 8 * lw)
+        cv2.arrowedLine(out, _px(mid), _px(tip), _LINE_COLOR, max(1, lw), cv2.LINE_AA, tipLength=0.4)
+        _draw_label(out, line.name, _px(a), _LINE_COLOR, lw)
+    counts = tracking.counts
+    panel = [
+        (f"{name} in {_total(c['in'])} out {_total(c['out'])}", _LINE_COLOR)
+        for name, c in counts.get("lines", {}).items()
+    ] + [
+        (f"{name} {_total(c['inside'])} inside +{_total(c['entered'])} -{_total(c['exited'])}", _ZONE_COLOR)
+        for name, c in counts.get("zones", {}).items()
+    ]
+    y = height
+    for text, color in reversed(panel):  # bottom-up, so the first line ends up on top
+        (_, th), baseline = cv2.getTextSize(text, _FONT, max(lw / 3.0, 0.3), max(lw - 1, 1))
+        _draw_label(out, text, (0, y), color, lw)
+        y -= th + baseline + 2 * max(lw, 1)
+    return out
+
+
+def _px(point: np.ndarray) -> tuple[int, int]:
+    return round(float(point[0])), round(float(point[1]))
 
 
 def draw_result(image: np.ndarray, result: Result, *, alpha: float = 0.5) -> np.ndarray:

@@ -18,8 +18,8 @@ from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
     from densecnn.batching import BatchChoice
-    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
-    from densecnn.pipeline import Progress, RunSummary, ThreadPlan
+    from densecnn.config import LiveConfig, OutputConfig, PredictConfig, TrackConfig
+    from densecnn.pipeline import Progress, RunSummary, Stage, ThreadPlan
     from densecnn.results import Prediction
     from densecnn.resume import ResumedPart
     from densecnn.sinks.base import Sink
@@ -52,6 +52,9 @@ class PredictionRun:
     resumed: ResumedPart | None = None  # what the earlier run of a resumed one had finished
     stop: threading.Event = field(default_factory=threading.Event)
     summary: RunSummary | None = None
+    engine: dict[str, Any] | None = None  # summary.json's "engine" when not the local one (--engine ray)
+    stages: list[Stage] = field(default_factory=list)  # between predictor and sinks (a tracker)
+    tasks: dict[str, PredictConfig] | None = None  # densecnn run: each task's settings
     batch: BatchChoice | None = None  # set by ``open``
     threads: ThreadPlan | None = None  # set by ``open``
     _torch_threads_before: int = 0
@@ -69,17 +72,31 @@ class PredictionRun:
         show: bool = False,
         predictor: Predictor | None = None,
         class_names: tuple[str, ...] | None = None,
+        track: TrackConfig | None = None,
+        tasks: dict[str, PredictConfig] | None = None,
     ) -> PredictionRun:
         """Open ``source`` (before the model loads, so a missing source fails fast), get the
         predictor (``predictor`` as given, else ``densecnn.load``'s), then make the run folder and
-        sinks when ``save``. ``show`` adds the ``--show`` window."""
+        sinks when ``save``. ``show`` adds the ``--show`` window. Task ``track`` (with ``track``, its
+        settings) runs a detection or instance segmentation model through a ``TrackingStage``.
+
+        Task ``run`` runs the models of ``tasks`` (task → its PredictConfig; ``pcfg`` holds the
+        shared batch and stride) over one decode (``densecnn.multitask``); with ``track``, the detect
+        task (or an instance segment task) is tracked. ``class_names``: the segment task's."""
         from densecnn import outputs
         from densecnn.fsutil import claim_run_dir, ensure_writable_dir
         from densecnn.sources import open_source
         from densecnn.sources.stream import is_live, open_live
         from densecnn.tasks.loading import check_model_name, load_predictor
 
-        check_model_name(pcfg.model, task)  # before the source opens and torch loads
+        tracking = task == "track"
+        if tracking and track is None:
+            raise UsageError("task 'track' needs its TrackConfig (track=...).")
+        multi = task == "run"
+        if multi and not tasks:
+            raise UsageError("densecnn run needs at least one task: --detect, --segment or --classify.")
+        for name, cfg in (tasks or {task: pcfg}).items():  # before the source opens and torch loads
+            check_model_name(cfg.model, None if tracking else name)
         if save:
             ensure_writable_dir(ocfg.project)  # one line, exit 2, before any model loads
         live = isinstance(source, str) and is_live(source)
@@ -92,8 +109,17 @@ class PredictionRun:
             if live
             else open_source(source, vid_stride=pcfg.vid_stride, exclude=exclude, on_corrupt=ocfg.on_corrupt)
         )
-        if predictor is None:
-            predictor = load_predictor(pcfg, task=task, class_names=class_names)
+        stages: list[Stage] = []
+        tracked_task: str | None = None
+        if multi:
+            predictor, tracked_task = _multi_predictor(tasks or {}, class_names, track, stages)
+        elif predictor is None:
+            predictor = load_predictor(pcfg, task=None if tracking else task, class_names=class_names)
+        if tracking:
+            from densecnn.track.stage import TrackingStage, check_trackable
+
+            check_trackable(predictor)
+            stages.append(TrackingStage(track))  # type: ignore[arg-type]
         if not live and predictor.device.type == "cuda":  # decode where the model runs: NVDEC
             src.hwaccel = f"cuda:{predictor.device.index or 0}"
         run_dir = None
@@ -105,7 +131,12 @@ class PredictionRun:
             if is_done is not None:
                 todo = [ref for ref in src.inputs if not is_done(run_dir, ref)]
                 skipped, src.inputs = len(src.inputs) - len(todo), todo
-            sinks = outputs.make_sinks(task, run_dir, ocfg, pcfg, predictor)
+            if multi:
+                from densecnn.multitask import make_sinks
+
+                sinks = make_sinks(run_dir, ocfg, tasks or {}, predictor, tracked=tracked_task)  # type: ignore[arg-type]
+            else:
+                sinks = outputs.make_sinks(task, run_dir, ocfg, pcfg, predictor)
             if is_done is not None:  # the earlier run's finished inputs count in this summary too
                 from densecnn.resume import ResumedPart
 
@@ -125,6 +156,8 @@ class PredictionRun:
             skipped=skipped,
             resuming=is_done is not None,
             resumed=resumed,
+            stages=stages,
+            tasks=tasks if multi else None,
         )
         if show:
             from densecnn.sinks.display import DisplaySink
@@ -142,9 +175,13 @@ class PredictionRun:
 
     @property
     def model_label(self) -> str:
+        if hasattr(self.predictor, "predictors"):  # densecnn run: every task's model
+            return str(self.predictor.label)
         name = self.predictor.spec.name if self.predictor.spec else type(self.predictor).__name__
         backbone = self.predictor.backbone
-        return f"{name} ({backbone} backbone)" if backbone else name
+        label = f"{name} ({backbone} backbone)" if backbone else name
+        tile = getattr(self.predictor, "tile", None)
+        return f"{label}, {tile.size} px tiles" if tile is not None else label
 
     def predictions(self, progress: Progress | None = None) -> Iterator[Prediction]:
         """Stream the run: predictions in source order, as the model makes them. ``self.summary`` is
@@ -168,6 +205,7 @@ class PredictionRun:
             max_frames=self.lcfg.max_frames,
             duration=self.lcfg.duration,
             ui=self.display.pump if self.display is not None else None,
+            stages=self.stages,
             **({"draw": draw} if draw is not None else {}),
         )
         self._add_live_counts()
@@ -214,30 +252,33 @@ class PredictionRun:
         from densecnn import outputs
 
         assert self.summary is not None
-        spec = self.predictor.spec
-        weights = self.pcfg.weights or (spec.weights.file_name if spec and spec.weights else None)
+        if self.tasks is not None:  # densecnn run: each task's model, weights and classes
+            predictors = self.predictor.predictors  # type: ignore[attr-defined]
+            models = {"tasks": {t: _model_fields(p, self.tasks[t]) for t, p in predictors.items()}}
+        else:
+            models = _model_fields(self.predictor, self.pcfg)
         return {
             "command": self.task,
             "source": self.source,
-            "model": spec.name if spec else None,
-            "backbone": self.predictor.backbone,
-            "weights": str(weights) if weights else None,
-            "device": str(self.predictor.device),
+            **{k: v for k, v in models.items() if k != "classes"},
+            "device": str((self.engine or {}).get("device") or self.predictor.device),  # Ray: the workers'
             "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
             **({"threads": self.threads.to_dict()} if self.threads else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),
-            "classes": self.predictor.names,
+            **({"classes": models["classes"]} if "classes" in models else {}),
             **self.summary.to_dict(),
             "display": {
                 "requested": self.lcfg.show,
                 "shown_frames": self.display.shown if self.display else 0,
             },
+            **({"engine": self.engine} if self.engine is not None else {}),
         }
 
     def finish(self) -> None:
-        """Write summary.json (when saving), with no URL password in it; unlock the run folder."""
+        """Write summary.json (when saving), with no URL password in it, and report.html; unlock the run
+        folder."""
         from densecnn.fsutil import atomic_write_json
         from densecnn.redact import redact_obj
 
@@ -247,6 +288,7 @@ class PredictionRun:
         try:
             if self.summary is not None:
                 atomic_write_json(self.run_dir / "summary.json", redact_obj(self.summary_record()))
+                _write_report(self.run_dir)
         finally:
             self.release()
 
@@ -278,6 +320,74 @@ def _batch_for(run: PredictionRun) -> BatchChoice:
     return choose_batch(
         run.predictor, requested=run.pcfg.batch, live=run.live, frames=frames, cache_dir=WeightStore().root
     )
+
+
+def _write_report(run_dir: Path) -> None:
+    """report.html beside summary.json; a report that cannot be built costs a warning, not the run
+    (its outputs are all written by then; ``densecnn report RUN_DIR`` can try again)."""
+    import warnings
+
+    from densecnn.report import write_report
+
+    try:
+        write_report(run_dir)
+    except Exception as e:  # the page is a view of the outputs, never a reason to fail the run
+        warnings.warn(f"{run_dir}: report.html not written ({e})", RuntimeWarning, stacklevel=2)
+
+
+def _multi_predictor(
+    tasks: dict[str, PredictConfig],
+    class_names: tuple[str, ...] | None,
+    track: TrackConfig | None,
+    stages: list[Stage],
+) -> tuple[Predictor, str | None]:
+    """``densecnn run``'s predictor over ``tasks``, and the tracked task (its stage added to
+    ``stages``) when ``track`` is given."""
+    from densecnn.multitask import MultiPredictor, TaskStage
+    from densecnn.tasks.loading import load_predictor
+
+    predictors = {
+        name: load_predictor(cfg, task=name, class_names=class_names if name == "segment" else None)
+        for name, cfg in tasks.items()
+    }
+    if track is None:
+        return MultiPredictor(predictors), None
+    from densecnn.track.stage import TrackingStage
+
+    if "detect" in predictors:
+        tracked = "detect"
+    elif "segment" in predictors and predictors["segment"].instances:
+        tracked = "segment"
+    else:
+        raise UsageError(
+            "--track needs boxes: add --detect, or give --segment an instance model (a YOLO -seg model)."
+        )
+    stages.append(TaskStage(tracked, TrackingStage(track)))  # type: ignore[arg-type]
+    return MultiPredictor(predictors), tracked
+
+
+def _model_fields(predictor: Predictor, pcfg: PredictConfig) -> dict[str, Any]:
+    """summary.json's model, backbone, weights, tile (``--tile``) and classes of one predictor."""
+    spec = predictor.spec
+    weights = pcfg.weights or (spec.weights.file_name if spec and spec.weights else None)
+    return {
+        "model": spec.name if spec else None,
+        "backbone": predictor.backbone,
+        "weights": str(weights) if weights else None,
+        **_tile_fields(predictor),
+        "classes": predictor.names,
+    }
+
+
+def _tile_fields(predictor: Predictor) -> dict[str, Any]:
+    """summary.json's ``tile``: the tiling settings with the merge actually used (``--tile``)."""
+    from dataclasses import asdict
+
+    from densecnn.tasks.tiling import TiledPredictor
+
+    if not isinstance(predictor, TiledPredictor):
+        return {}
+    return {"tile": {**asdict(predictor.tile), "merge": predictor.merge, "match": predictor.metric}}
 
 
 def _warm_up(predictor: Predictor) -> None:

@@ -14,6 +14,10 @@ Ctrl-C (or ``stop``) ends the reader; what is already decoded is finished, every
 ``"latest"`` makes it a ``LatestQueue`` that keeps only the newest frame of each source, so the
 model always works on the freshest frame of a live stream (drops are counted). Frames that carry a
 capture stamp (``captured_mono``, live sources) get their capture-to-written latency measured.
+
+``stages`` (e.g. ``densecnn.track.TrackingStage``) sit between the predictor and the writer: on the
+predict thread, they see every source event and every prediction in source order, and may replace
+the prediction (a tracker adds ids and counts) before anyone else sees it.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from densecnn.config import OnError, StreamMode
-from densecnn.draw import draw_result
+from densecnn.draw import draw_result, draw_tracking
 from densecnn.latest import LatestQueue, RunLimits, latency_stats
 from densecnn.results import Frame, Prediction
 from densecnn.sinks.base import Sink
@@ -112,6 +116,7 @@ class RunSummary:
     reconnects: int = 0
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     resumed_frames: int = 0  # of ``frames``: done by an earlier run this one resumed (not in ``fps``)
+    tracking: dict[str, Any] | None = None  # tracked runs: tracker, tracks and counts (TrackingStage)
 
     @property
     def fps(self) -> float:
@@ -134,7 +139,21 @@ class RunSummary:
             "dropped_frames": self.dropped,
             "reconnects": self.reconnects,
             "latency_ms": latency_stats(self.latencies_ms),
+            **(self.tracking or {}),
         }
+
+
+class Stage(Protocol):
+    """Per-source state between the predictor and the sinks (see the module docstring). Called on the
+    predict thread, in source order; ``finish`` once when the run ends (also when it broke off)."""
+
+    def start_input(self, event: InputStart) -> None: ...
+
+    def process(self, prediction: Prediction) -> Prediction: ...
+
+    def end_input(self, event: InputEnd) -> None: ...
+
+    def finish(self, summary: RunSummary) -> None: ...
 
 
 class Progress:
@@ -188,40 +207,29 @@ class _Reader(threading.Thread):
             _put(self.out, _Done(error), threading.Event())
 
 
-class _Writer(threading.Thread):
+class SinkFeed:
+    """Hands an ordered stream of predictions and input events to every sink (drawing each annotated
+    frame once, only when a sink needs it) and counts them in ``summary``. The writer thread of
+    :func:`stream` feeds the sinks through one; so does each worker of the Ray engine."""
+
     def __init__(
         self,
-        inbox: queue.Queue[Any],
         sinks: list[Sink],
         summary: RunSummary,
-        progress: Progress,
+        progress: Progress | None = None,
         draw: Callable[[Any, Any], Any] = draw_result,
     ) -> None:
-        super().__init__(name="densecnn-writer", daemon=True)
-        self.draw_fn = draw
-        self.inbox, self.sinks, self.summary = inbox, sinks, summary
-        self.progress = progress
+        self.sinks, self.summary, self.draw_fn = sinks, summary, draw
+        self.progress = progress or Progress()
         self.draw = any(s.needs_annotated for s in sinks)
         self.timers = StageTimer()
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        try:
-            while True:
-                item = self.inbox.get()
-                if isinstance(item, _Done):
-                    return
-                self._handle(item)
-        except BaseException as exc:
-            self.error = exc
-            # keep draining so the producer never blocks on a full queue
-            while not isinstance(self.inbox.get(), _Done):
-                pass
-
-    def _handle(self, item: Any) -> None:
+    def handle(self, item: Prediction | SourceEvent) -> None:
         if isinstance(item, Prediction):
             t0 = time.perf_counter()
             annotated = self.draw_fn(item.frame.image, item.result) if self.draw else None
+            if annotated is not None and item.tracking is not None:
+                annotated = draw_tracking(annotated, item.tracking)
             t1 = time.perf_counter()
             for sink in self.sinks:
                 sink.write(item, annotated)
@@ -250,6 +258,35 @@ class _Writer(threading.Thread):
                 self.progress.advance(1, item.ref.source)  # a failed image still counts on the bar
 
 
+class _Writer(threading.Thread):
+    def __init__(
+        self,
+        inbox: queue.Queue[Any],
+        sinks: list[Sink],
+        summary: RunSummary,
+        progress: Progress,
+        draw: Callable[[Any, Any], Any] = draw_result,
+    ) -> None:
+        super().__init__(name="densecnn-writer", daemon=True)
+        self.inbox = inbox
+        self.feed = SinkFeed(sinks, summary, progress, draw)
+        self.timers = self.feed.timers
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                item = self.inbox.get()
+                if isinstance(item, _Done):
+                    return
+                self.feed.handle(item)
+        except BaseException as exc:
+            self.error = exc
+            # keep draining so the producer never blocks on a full queue
+            while not isinstance(self.inbox.get(), _Done):
+                pass
+
+
 def run(**kwargs: Any) -> RunSummary:
     """Run :func:`stream` to its end and return its summary (same arguments but ``summary``)."""
     summary = RunSummary()
@@ -274,6 +311,7 @@ def stream(
     max_frames: int = 0,
     duration: float = 0.0,
     ui: Callable[[], None] | None = None,
+    stages: Sequence[Stage] = (),
 ) -> Iterator[Prediction]:
     """Decode ``events``, predict in batches of ``batch`` frames, feed every sink in order, and yield
     each prediction once the model made it (its outputs follow on the writer thread; all are written
@@ -286,7 +324,8 @@ def stream(
     ``stream_mode`` is explained in the module docstring; ``max_frames`` and ``duration`` (seconds)
     end the run once that many frames went to the model or that much time passed (0: no limit).
     ``ui()`` is called on the calling (main) thread while it waits for frames and after each batch:
-    GUI toolkits (OpenCV's window, ``--show``) only work from the main thread.
+    GUI toolkits (OpenCV's window, ``--show``) only work from the main thread. ``stages`` process each
+    prediction before it is yielded or written (module docstring); their ``finish`` fills ``summary``.
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
@@ -311,7 +350,9 @@ def stream(
         timer.start()
     try:
         inbox = _Inbox(q_in, ui)
-        yield from _predict_loop(inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits)
+        yield from _predict_loop(
+            inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits, tuple(stages)
+        )
     except GeneratorExit:
         closed_by_caller = True
         stop.set()
@@ -336,11 +377,15 @@ def stream(
         )
         if isinstance(q_in, LatestQueue):
             summary.dropped += q_in.dropped
+        for stage in stages:
+            stage.finish(summary)
     timers = StageTimer()
-    for t in (reader.timers, predictor.timers, writer.timers):
-        timers.merge(t)
+    for t in (reader.timers, predictor.timers, writer.timers, *(getattr(s, "timers", None) for s in stages)):
+        if t is not None:
+            timers.merge(t)
     frames = max(summary.frames, 1)
-    summary.stage_ms = {s: 1000 * timers.seconds.get(s, 0.0) / frames for s in STAGES}
+    names = STAGES + tuple(s for s in timers.seconds if s not in STAGES)  # a stage's own, e.g. "track"
+    summary.stage_ms = {s: 1000 * timers.seconds.get(s, 0.0) / frames for s in names}
     for err in (failure, writer.error, closing_error):
         if err is not None:
             raise err
@@ -376,6 +421,7 @@ def _predict_loop(
     summary: RunSummary,
     writer: _Writer,
     limits: RunLimits,
+    stages: tuple[Stage, ...],
 ) -> Iterator[Prediction]:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
@@ -383,7 +429,7 @@ def _predict_loop(
     while True:
         item = q_in.get()
         if isinstance(item, _Done):
-            yield from _flush(pending, predictor, q_out)
+            yield from _flush(pending, predictor, q_out, stages)
             if item.error is not None:
                 raise item.error
             return
@@ -404,16 +450,30 @@ def _predict_loop(
             failed = item
             stop.set()
         if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
-            yield from _flush(pending, predictor, q_out)
+            yield from _flush(pending, predictor, q_out, stages)
             pending, n_frames = [], 0
 
 
-def _flush(pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any]) -> Iterator[Prediction]:
+def predict_events(pending: list[Any], predictor: Predictor) -> list[Any]:
+    """``pending`` (source events and frames, in order) with its frames predicted as one batch and
+    replaced by their :class:`Prediction`: what a :class:`SinkFeed` takes, in the same order."""
     frames = [x for x in pending if isinstance(x, Frame)]
     results = iter(predictor.predict(frames)) if frames else iter(())
+    return [Prediction(x, next(results)) if isinstance(x, Frame) else x for x in pending]
+
+
+def _flush(
+    pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stages: tuple[Stage, ...]
+) -> Iterator[Prediction]:
     done: list[Prediction] = []
-    for x in pending:
-        item = Prediction(x, next(results)) if isinstance(x, Frame) else x
+    for item in predict_events(pending, predictor):
+        for stage in stages:
+            if isinstance(item, Prediction):
+                item = stage.process(item)
+            elif isinstance(item, InputStart):
+                stage.start_input(item)
+            elif isinstance(item, InputEnd):
+                stage.end_input(item)
         _put(q_out, item, threading.Event())  # the writer always drains: never drop here
         if isinstance(item, Prediction):
             done.append(item)

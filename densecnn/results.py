@@ -58,21 +58,30 @@ class Detections:
 
     boxes: ``(N, 4)`` float32 xyxy, original-image pixels. scores: ``(N,)`` float32 in [0, 1].
     class_ids: ``(N,)`` int64, the model's own class ids. names: id → class name for this model.
+    track_ids: ``(N,)`` int64 track ids (keyword-only), set by a tracker (``densecnn track``) on the
+    detections of its confirmed tracks; None when nothing tracked them.
     """
 
     boxes: np.ndarray = field(default_factory=_empty_boxes)
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.float32))
     class_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.int64))
     names: dict[int, str] = field(default_factory=dict)
+    track_ids: np.ndarray | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
-        if not (len(self.boxes) == len(self.scores) == len(self.class_ids)):
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        lengths = {len(self.boxes), len(self.scores), len(self.class_ids)}
+        if self.track_ids is not None:
+            lengths.add(len(self.track_ids))
+        if len(lengths) != 1:
+            tracks = f", track_ids {len(self.track_ids)}" if self.track_ids is not None else ""
             raise ValueError(
                 f"Detections fields differ in length: boxes {len(self.boxes)}, "
-                f"scores {len(self.scores)}, class_ids {len(self.class_ids)}"
+                f"scores {len(self.scores)}, class_ids {len(self.class_ids)}{tracks}"
             )
 
     def __len__(self) -> int:
@@ -80,7 +89,12 @@ class Detections:
 
     def filter(self, keep: np.ndarray) -> Detections:
         """A new Detections with the rows selected by a boolean mask or index array."""
-        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.names)
+        return Detections(
+            self.boxes[keep], self.scores[keep], self.class_ids[keep], self.names, track_ids=self._ids(keep)
+        )
+
+    def _ids(self, keep: np.ndarray) -> np.ndarray | None:
+        return self.track_ids[keep] if self.track_ids is not None else None
 
     def class_name(self, class_id: int) -> str:
         return self.names.get(int(class_id), str(int(class_id)))
@@ -94,8 +108,9 @@ class Detections:
         return {"detections": self.to_dicts()}
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        """One JSON-ready dict per detection: class_id, class_name, score, box ``[x1, y1, x2, y2]``."""
-        return [
+        """One JSON-ready dict per detection: class_id, class_name, score, box ``[x1, y1, x2, y2]``,
+        and ``track_id`` (int) when a tracker set ``track_ids``."""
+        rows = [
             {
                 "class_id": int(c),
                 "class_name": self.class_name(c),
@@ -104,6 +119,10 @@ class Detections:
             }
             for b, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
         ]
+        if self.track_ids is not None:
+            for row, track_id in zip(rows, self.track_ids, strict=True):
+                row["track_id"] = int(track_id)
+        return rows
 
 
 @dataclass
@@ -236,7 +255,12 @@ class InstanceSegmentation(Detections):
 
     def filter(self, keep: np.ndarray) -> InstanceSegmentation:
         return InstanceSegmentation(
-            self.boxes[keep], self.scores[keep], self.class_ids[keep], self.names, self.masks[keep]
+            self.boxes[keep],
+            self.scores[keep],
+            self.class_ids[keep],
+            self.names,
+            self.masks[keep],
+            track_ids=self._ids(keep),
         )
 
     @cached_property
@@ -271,12 +295,30 @@ class InstanceSegmentation(Detections):
 Result = Detections | Classification | Segmentation | InstanceSegmentation
 
 
+@dataclass(frozen=True)
+class FrameTracking:
+    """What a tracking stage adds to a frame besides the ``track_ids`` of its detections.
+
+    counts: the source's cumulative line and zone counts after this frame (the ``counts`` of its
+    predictions.jsonl line; structure in ``densecnn.track.counting``). trails: the latest anchor points
+    ``(x, y)`` of each track in this frame, oldest first (the drawn trails). lines, zones: the counted
+    geometry (``densecnn.track.geometry.Line`` / ``Zone``), for drawing.
+    """
+
+    counts: dict[str, Any]
+    trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    lines: tuple[Any, ...] = ()
+    zones: tuple[Any, ...] = ()
+
+
 @dataclass
 class Prediction:
-    """What flows from the predictor to the sinks: the frame and its result."""
+    """What flows from the predictor to the sinks: the frame and its result, and for tracked runs
+    the frame's :class:`FrameTracking`."""
 
     frame: Frame
     result: Result
+    tracking: FrameTracking | None = None
 
     @property
     def detections(self) -> Detections:

@@ -14,6 +14,9 @@ from typing import Any
 # What densecnn.cli.main sets before torch loads (OpenMP reads it then): in-process CLI runs need it
 # set here, before anything imports torch. An OMP_WAIT_POLICY already set wins, as it does there.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# `--backend auto` (the default) would export and time every test's model on ONNX Runtime and OpenVINO
+# on first use: the suite runs torch unless a test says otherwise (tests/test_backends.py does).
+os.environ.setdefault("DENSECNN_BACKEND", "torch")
 
 # A suite started with SIGINT ignored (`pytest &` from a script: shells ignore it in background jobs)
 # would hand that on to every child, and the Ctrl-C tests' processes would ignore their SIGINT.

@@ -117,7 +117,7 @@ def test_video_h264_frame_count_rate_and_size(tmp_path: Path) -> None:
     info, count = decode_video(out)
     assert info["codec"] == "h264"
     assert count == 37
-    assert info["rate"] == FPS / 2
+    assert info["rate"] == pytest.approx(FPS / 2, rel=1e-5)  # pts are whole microseconds
     assert (info["width"], info["height"]) == (160, 120)
 
 
@@ -128,7 +128,7 @@ def test_video_odd_size_is_padded_to_even(tmp_path: Path) -> None:
     info, count = decode_video(tmp_path / "odd.mp4")
     assert (info["width"], info["height"]) == (162, 122)
     assert count == 10
-    assert info["rate"] == FPS
+    assert info["rate"] == pytest.approx(FPS, rel=1e-5)  # pts are whole microseconds
 
 
 def test_video_frames_of_another_size_are_resized(tmp_path: Path) -> None:
@@ -169,6 +169,41 @@ def test_video_close_without_end_input_finalizes(tmp_path: Path) -> None:
     sink.close()
     sink.close()  # idempotent
     assert decode_video(tmp_path / "cut.mp4")[1] == 12
+
+
+def test_video_frames_play_at_their_jsonl_timestamps_with_a_streaming_index(tmp_path: Path) -> None:
+    """Output frame k starts at the timestamp predictions.jsonl gives frame k, truncated to whole
+    microseconds as a browser truncates a seek to it (so the seek shows frame k), even for uneven
+    timestamps; no B-frames (pts == dts, no
+    composition offsets), and the file is fragmented with a global sidx after the moov."""
+    sink = VideoSink(tmp_path, keyframe_interval=4)
+    start = video_start("vfr.mp4")
+    sink.start_input(start)
+    stamps = [0.0, 0.04, 0.1001, 0.1335, 0.3, 0.300001, 0.5005, 0.9, 1.0, 1.033367]
+    for i, t in enumerate(stamps):
+        frame = Frame(
+            image=scene(t=i), source="vfr.mp4", path="/data/vfr.mp4", index=i, timestamp=t, is_video=True
+        )
+        sink.write(Prediction(frame, dets()), scene(t=i))
+    sink.end_input(InputEnd(start.ref, len(stamps)))
+    sink.close()
+    out = tmp_path / "vfr.mp4"
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.dts is not None]
+        assert all(p.pts == p.dts for p in packets)
+        times = sorted(float(p.pts * p.time_base) for p in packets)
+    assert times == pytest.approx([int(t * 1e6) / 1e6 for t in stamps], abs=1e-9)  # truncated to µs
+    assert times[2] == 0.1001 and times[6] == 0.500499  # the double nearest 0.5005 is 0.50049999...
+    data = out.read_bytes()
+    top = []  # top-level boxes: ftyp moov sidx moof mdat ... mfra
+    pos = 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        top.append(data[pos + 4 : pos + 8].decode())
+        pos += size
+    assert top[:4] == ["ftyp", "moov", "sidx", "moof"], top
+    assert top.count("moof") >= 3 and not list(tmp_path.glob(".*.tmp"))
 
 
 def test_video_killed_writer_leaves_a_playable_file(tmp_path: Path) -> None:

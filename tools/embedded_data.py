@@ -143,3 +143,55 @@ def build_masks(data: Path, out: Path, split: Split) -> tuple[Path, Path]:
     for part in parts:
         (out / part / "classes.json").write_text(json.dumps(["background", "person"]))
     return out / "train", out / "test"
+
+
+def small_people_mosaic(
+    data: Path, grid: int = 4, cell: tuple[int, int] = (320, 240)
+) -> tuple[np.ndarray, np.ndarray]:
+    """``grid x grid`` held-out Penn-Fudan test photos (never seen by the embedded models), each
+    shrunk into a ``cell`` (width, height) of a grey canvas: many small people on one large image →
+    (BGR canvas, person boxes ``(N, 4)`` xyxy from the instance masks). What the tiled-inference test
+    and bench measure recall on."""
+    stems = pennfudan_split(data).test[: grid * grid]
+    cw, ch = cell
+    canvas = np.full((ch * grid, cw * grid, 3), 114, np.uint8)
+    boxes = []
+    for k, stem in enumerate(stems):
+        image = cv2.imread(str(data / "pennfudan" / "images" / f"{stem}.png"))
+        instances = _pf_mask(data, stem)
+        s = min(cw / image.shape[1], ch / image.shape[0])
+        w, h = int(image.shape[1] * s), int(image.shape[0] * s)
+        x0, y0 = (k % grid) * cw, (k // grid) * ch
+        canvas[y0 : y0 + h, x0 : x0 + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        for ident in np.unique(instances)[1:]:
+            ys, xs = np.nonzero(instances == ident)
+            boxes.append(
+                [x0 + xs.min() * s, y0 + ys.min() * s, x0 + (xs.max() + 1) * s, y0 + (ys.max() + 1) * s]
+            )
+    return canvas, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def recall_at(truth: np.ndarray, found: np.ndarray, iou: float = 0.5) -> float:
+    """Share of ``truth`` boxes matched one-to-one (greedy, best overlap first) by a ``found`` box at
+    IoU >= ``iou``; both ``(N, 4)`` xyxy."""
+    if not len(truth):
+        return 1.0
+    if not len(found):
+        return 0.0
+    t, f = truth[:, None, :], np.asarray(found, dtype=np.float64)[None, :, :]
+    w = (np.minimum(t[..., 2], f[..., 2]) - np.maximum(t[..., 0], f[..., 0])).clip(0)
+    h = (np.minimum(t[..., 3], f[..., 3]) - np.maximum(t[..., 1], f[..., 1])).clip(0)
+    inter = w * h
+    union = (t[..., 2] - t[..., 0]) * (t[..., 3] - t[..., 1]) + (f[..., 2] - f[..., 0]) * (
+        f[..., 3] - f[..., 1]
+    )
+    overlap = inter / (union - inter)
+    used: set[int] = set()
+    for row in overlap:
+        for j in np.argsort(-row):
+            if row[j] < iou:
+                break
+            if int(j) not in used:
+                used.add(int(j))
+                break
+    return len(used) / len(truth)

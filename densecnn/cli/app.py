@@ -22,7 +22,19 @@ def _root(version: opt.Version = False) -> None:
 
 
 def _register() -> None:
-    from densecnn.cli import bench, classify, detect, doctor, export, models, segment, weights
+    from densecnn.cli import (
+        bench,
+        classify,
+        detect,
+        doctor,
+        export,
+        html_report,
+        models,
+        multi,
+        segment,
+        track,
+        weights,
+    )
     from densecnn.cli import data as data_cli
     from densecnn.cli import eval as eval_cli
     from densecnn.cli import train as train_cli
@@ -39,6 +51,16 @@ def _register() -> None:
     app.command(
         "classify", no_args_is_help=True, short_help="Classify images, video frames and live streams."
     )(classify.classify)
+    app.command(
+        "track",
+        no_args_is_help=True,
+        short_help="Track objects through videos and streams; count them across lines and in zones.",
+    )(track.track)
+    app.command(
+        "run",
+        no_args_is_help=True,
+        short_help="Several models over one decode: detect, segment and classify each frame at once.",
+    )(multi.run)
     app.command("models")(models.models)
     app.command(
         "export",
@@ -54,6 +76,9 @@ def _register() -> None:
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",
     )(doctor.doctor)
+    app.command("report", no_args_is_help=True, short_help="Rebuild a prediction run folder's report.html.")(
+        html_report.report
+    )
     app.add_typer(weights.app, name="weights")
     app.add_typer(train_cli.app, name="train")
     app.add_typer(eval_cli.app, name="eval")

@@ -52,6 +52,8 @@ def classify(
             pcfg=pcfg,
             ocfg=ocfg,
             lcfg=shared.live_config(),
+            ecfg=shared.engine_config(),
             quiet=shared.quiet,
+            verbose=shared.verbose,
         )
     raise typer.Exit(code)

@@ -6,7 +6,7 @@ import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
-from densecnn.config import OutputConfig, PredictConfig
+from densecnn.config import OutputConfig, PredictConfig, TileConfig
 
 
 @opt.shared_options("detect")
@@ -25,6 +25,13 @@ def detect(
     save_txt: opt.SaveTxt = OutputConfig.save_txt,
     save_conf: opt.SaveConf = OutputConfig.save_conf,
     save_crops: opt.SaveCrops = OutputConfig.save_crops,
+    tile: opt.Tile = None,
+    tile_overlap: opt.TileOverlap = TileConfig.overlap,
+    tile_merge: opt.TileMerge = None,
+    tile_match: opt.TileMatch = TileConfig.match,
+    tile_threshold: opt.TileThreshold = TileConfig.threshold,
+    tile_full: opt.TileFull = TileConfig.full,
+    tile_batch: opt.TileBatch = TileConfig.batch,
     resume: opt.ResumePredict = OutputConfig.resume,
     *,
     shared: opt.Shared,
@@ -52,12 +59,22 @@ def detect(
             imgsz=imgsz,
             classes=tuple(classes or ()),
             max_det=max_det,
+            tile=opt.tile_config(
+                tile, tile_overlap, tile_merge, tile_match, tile_threshold, tile_full, tile_batch
+            ),
             **shared.predict_kwargs(),
         )
         ocfg = shared.output_config(
             save=save, save_txt=save_txt, save_conf=save_conf, save_crops=save_crops, resume=resume
         )
         code = run_prediction(
-            task="detect", source=source, pcfg=pcfg, ocfg=ocfg, lcfg=shared.live_config(), quiet=shared.quiet
+            task="detect",
+            source=source,
+            pcfg=pcfg,
+            ocfg=ocfg,
+            lcfg=shared.live_config(),
+            quiet=shared.quiet,
+            verbose=shared.verbose,
+            ecfg=shared.engine_config(),
         )
     raise typer.Exit(code)

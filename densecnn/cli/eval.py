@@ -57,6 +57,7 @@ def eval_command(
     mask_mode: opt.EvalMaskMode = EvalConfig.mask_mode,
     ignore_index: opt.IgnoreIndex = EvalConfig.ignore_index,
     device: opt.Device = EvalConfig.device,
+    backend: opt.BackendOpt = EvalConfig.backend,  # type: ignore[assignment]
     out: opt.Out = EvalConfig.project,
     project: opt.Project = None,
     name: opt.Name = EvalConfig.name,
@@ -92,6 +93,7 @@ def eval_command(
             imgsz=imgsz,
             batch=batch,
             device=device,
+            backend=str(backend),  # type: ignore[arg-type]
             conf=conf,
             iou=iou,
             split=split,  # type: ignore[arg-type]  # checked in EvalConfig

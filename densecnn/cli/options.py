@@ -28,7 +28,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 from densecnn import config as _cfg
-from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig
 from densecnn.errors import UsageError
 
 HELP: dict[str, str] = {}
@@ -62,6 +62,8 @@ StreamModeChoice = _choices("StreamModeChoice", _cfg.StreamMode)
 MaskModeChoice = _choices("MaskModeChoice", _cfg.MaskMode)
 BackendChoice = _choices("BackendChoice", _cfg.Backend)
 ExportFormatChoice = _choices("ExportFormatChoice", _cfg.ExportFormat)
+TileMergeChoice = _choices("TileMergeChoice", _cfg.TileMerge)
+TileMatchChoice = _choices("TileMatchChoice", _cfg.TileMatch)
 
 
 # ---- Sources -------------------------------------------------------------------------------------
@@ -92,8 +94,8 @@ _WEIGHTS = option(
     "--weights",
     "-w",
     help="Weight file: an Ultralytics .pt, a torchvision state dict for --model, a densecnn "
-    ".safetensors checkpoint (names its own model, backbone and classes), or a `densecnn export` "
-    ".onnx / OpenVINO folder.",
+    ".safetensors checkpoint (names its own model, backbone and classes), or an export (.onnx, "
+    "OpenVINO).",
 )
 Weights = Annotated[Path | None, _WEIGHTS]
 TrustWeights = Annotated[
@@ -199,6 +201,72 @@ VidStride = Annotated[int, option("--vid-stride", help="Use every N-th video fra
 TopK = Annotated[int, option("--topk", help="Classes kept per image or frame, best first.")]
 Alpha = Annotated[float, option("--alpha", help="Overlay opacity of the class colours, 0 to 1.")]
 
+# ---- Tiled inference ----------------------------------------------------------------------------
+
+Tile = Annotated[
+    int | None,
+    option(
+        "--tile",
+        help="Tiled inference for small objects: cut each frame into SIZE x SIZE tiles (SAHI's slicing), "
+        "run them through the model as a batch, merge the results. Detection and instance masks: boxes "
+        "merged across tiles; label maps: logits blended (no seams).",
+        metavar="SIZE",
+    ),
+]
+TileOverlap = Annotated[
+    float, option("--tile-overlap", help="With --tile: overlap of neighbouring tiles, a fraction of SIZE.")
+]
+TileMerge = Annotated[
+    TileMergeChoice | None,  # type: ignore[valid-type]
+    option(
+        "--tile-merge",
+        help="With --tile: nmm merges matching boxes into their union (SAHI's default GREEDYNMM); nms "
+        "keeps the best. Default nmm, or nms matching by iou when the confidence threshold is below "
+        "0.1 (as SAHI).",
+    ),
+]
+TileMatch = Annotated[
+    TileMatchChoice,  # type: ignore[valid-type]
+    option(
+        "--tile-match",
+        help="With --tile: how boxes match: ios (intersection over the smaller box, SAHI's default) or iou.",
+    ),
+]
+TileThreshold = Annotated[
+    float, option("--tile-threshold", help="With --tile: boxes match at this --tile-match value or more.")
+]
+TileFull = Annotated[
+    bool,
+    option("--tile-full", help="With --tile: also predict the whole frame and merge it in (large objects)."),
+]
+
+TileBatch = Annotated[
+    int,
+    option(
+        "--tile-batch",
+        help="With --tile: tiles per model call (0: all tiles of a frame in one batch). Lower it to bound "
+        "memory on very large frames.",
+    ),
+]
+
+
+def tile_config(
+    size: int | None, overlap: float, merge: Any, match: Any, threshold: float, full: bool, batch: int
+) -> _cfg.TileConfig | None:
+    """The ``--tile*`` options as a TileConfig (None without --tile)."""
+    if size is None:
+        return None
+    return _cfg.TileConfig(
+        size=size,
+        overlap=overlap,
+        merge=str(merge) if merge is not None else None,  # type: ignore[arg-type]
+        match=str(match),  # type: ignore[arg-type]
+        threshold=threshold,
+        full=full,
+        batch=batch,
+    )
+
+
 # ---- Output --------------------------------------------------------------------------------------
 
 Out = Annotated[Path, option("--out", help="Parent folder of run folders.")]
@@ -275,6 +343,30 @@ Quiet = Annotated[
 Verbose = Annotated[bool, option("--verbose", "-v", help="Show tracebacks and library logs.")]
 Json = Annotated[bool, option("--json", help="Print JSON instead of a table.")]
 
+# ---- Engine --------------------------------------------------------------------------------------
+
+EngineChoice = _choices("EngineChoice", _cfg.Engine)
+Engine = Annotated[
+    EngineChoice,  # type: ignore[valid-type]
+    option(
+        "--engine",
+        help="local: this process (threads); ray: a Ray cluster, for millions of images (image files "
+        "only; needs pip install 'densecnn\\[ray]'). Same outputs either way.",
+    ),
+]
+Address = Annotated[
+    str | None,
+    option(
+        "--address",
+        help="--engine ray: the cluster, auto (the one `ray start` runs here) or HOST:PORT; default: "
+        "RAY_ADDRESS, else a new Ray instance on this machine.",
+    ),
+]
+GpusPerWorker = Annotated[
+    float, option("--gpus-per-worker", help="--engine ray: GPUs each worker reserves (0.5 shares one).")
+]
+CpusPerWorker = Annotated[float, option("--cpus-per-worker", help="--engine ray: CPUs each worker reserves.")]
+
 # ---- Live sources and run limits -----------------------------------------------------------------
 
 StreamMode = Annotated[
@@ -306,6 +398,76 @@ Show = Annotated[
 RequireDisplay = Annotated[
     bool,
     option("--require-display", help="With --show: fail (exit 2) instead of going on when no display."),
+]
+
+# ---- Tracking and counting (track) ---------------------------------------------------------------
+
+Tracker = Annotated[
+    str,
+    option(
+        "--tracker",
+        help="bytetrack or botsort (Ultralytics' trackers, their default settings), or a YAML file of "
+        "tracker settings in Ultralytics' format (tracker_type: bytetrack, plus the keys to change: "
+        "track_high_thresh, new_track_thresh, track_buffer, match_thresh...).",
+    ),
+]
+CountLine = Annotated[
+    list[str] | None,
+    option(
+        "--line",
+        help="Count crossings of the line x1,y1,x2,y2 (pixels), in and out per class; repeatable; "
+        "name it as NAME=x1,y1,x2,y2 (door=100,0,100,480). In = the line's direction turned 90° "
+        "counter-clockwise on screen: left to right across a line drawn top to bottom.",
+    ),
+]
+CountZone = Annotated[
+    list[str] | None,
+    option(
+        "--zone",
+        help="Count objects inside the polygon x1,y1,x2,y2,x3,y3,... (pixels) per frame, and entries "
+        'and exits; repeatable; NAME=x1,y1,...; or a JSON file {"NAME": [[x, y], ...], ...}.',
+    ),
+]
+Anchor = Annotated[
+    str,
+    option(
+        "--anchor",
+        help="The point of a box that is counted and trailed: center, or bottom (bottom centre: the "
+        "feet of a person).",
+    ),
+]
+Trail = Annotated[int, option("--trail", help="Past positions shown in each track's drawn trail (0: none).")]
+
+# ---- Several models over one decode (run) -------------------------------------------------------
+
+_TASK_MODEL = "Run the {task} task with this model (a name from `densecnn models`; default: the task's)."
+_TASK_WEIGHTS = "Weight file of the {task} task (as `densecnn {task} --weights`); runs the task."
+DetectModel = Annotated[str | None, option("--detect", help=_TASK_MODEL.format(task="detect"))]
+DetectWeights = Annotated[Path | None, option("--detect-weights", help=_TASK_WEIGHTS.format(task="detect"))]
+SegmentModel = Annotated[str | None, option("--segment", help=_TASK_MODEL.format(task="segment"))]
+SegmentTaskWeights = Annotated[
+    Path | None, option("--segment-weights", help=_TASK_WEIGHTS.format(task="segment"))
+]
+ClassifyModel = Annotated[str | None, option("--classify", help=_TASK_MODEL.format(task="classify"))]
+ClassifyWeights = Annotated[
+    Path | None, option("--classify-weights", help=_TASK_WEIGHTS.format(task="classify"))
+]
+TasksFile = Annotated[
+    Path | None,
+    option(
+        "--tasks",
+        help="YAML file of tasks and their settings: detect:, segment:, classify:, each with model, "
+        "weights (relative to the file), conf, iou, imgsz, classes, max_det, topk, tile, backbone, "
+        "(segment) num_classes, class_names. --detect etc. override it.",
+    ),
+]
+Track = Annotated[
+    bool,
+    option(
+        "--track",
+        help="Track the detect task's boxes (or an instance segment task's) as `densecnn track` does, "
+        "with --tracker, --line, --zone, --anchor, --trail.",
+    ),
 ]
 
 # ---- Datasets (train, eval, data check) ----------------------------------------------------------
@@ -415,7 +577,16 @@ FreezeEpochs = Annotated[
 ]
 Amp = Annotated[bool, option("--amp/--no-amp", help="Mixed precision (CUDA only).")]
 Deterministic = Annotated[bool, option("--deterministic", help="Deterministic torch kernels.")]
-Workers = Annotated[int, option("--workers", help="Data-loading worker processes (0: in the main one).")]
+_WORKERS = option("--workers", help="Worker processes.")
+Workers = Annotated[int, noted(_WORKERS, "Data-loading ones (0: in the main one).")]
+RayWorkers = Annotated[
+    int,
+    noted(
+        _WORKERS,
+        "--engine ray: model actors, each building the model once (0: as many as the cluster's CPUs, "
+        "or GPUs, allow at the CPUs and GPUs each worker reserves).",
+    ),
+]
 Augment = Annotated[bool, option("--augment/--no-augment", help="Random crops, flips, colour jitter.")]
 Cache = Annotated[
     bool,
@@ -426,6 +597,16 @@ Cache = Annotated[
 
 Split = Annotated[str, option("--split", help="val (what training held out), train or all.")]
 Plots = Annotated[bool, option("--plots/--no-plots", help="Write the plots.")]
+
+# ---- Run report ----------------------------------------------------------------------------------
+
+RunDir = Annotated[
+    Path,
+    typer.Argument(
+        help="A prediction run folder (what detect, segment or classify wrote, e.g. runs/detect/predict).",
+        show_default=False,
+    ),
+]
 
 # ---- Models, weights, version --------------------------------------------------------------------
 
@@ -514,6 +695,11 @@ class Shared:
     duration: Duration = LiveConfig.duration
     show: Show = LiveConfig.show
     require_display: RequireDisplay = LiveConfig.require_display
+    engine: Engine = EngineConfig.engine
+    address: Address = EngineConfig.address
+    workers: RayWorkers = EngineConfig.workers
+    gpus_per_worker: GpusPerWorker = EngineConfig.gpus_per_worker
+    cpus_per_worker: CpusPerWorker = EngineConfig.cpus_per_worker
     quiet: Quiet = False
     verbose: Verbose = False
 
@@ -537,6 +723,15 @@ class Shared:
             "on_corrupt": str(self.on_corrupt),
         }
         return OutputConfig(**{**base, **extra})
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            engine=str(self.engine),  # type: ignore[arg-type]
+            address=self.address,
+            workers=self.workers,
+            gpus_per_worker=self.gpus_per_worker,
+            cpus_per_worker=self.cpus_per_worker,
+        )
 
     def live_config(self) -> LiveConfig:
         return LiveConfig(

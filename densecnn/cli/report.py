@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -90,13 +91,16 @@ def summary_table(
         counts_label,
         f"{total}" + (f": {per_class}" if per_class else "") + (f", +{more} classes" if more > 0 else ""),
     )
+    if summary.tracking is not None:
+        _tracking_rows(table, summary.tracking)
     if summary.errors:
         first = summary.errors[0]
         table.add_row(
             "Errors",
             f"[red]{len(summary.errors)}[/] (first: {first['source']}: {first['error']}) → errors.jsonl",
         )
-    stages = "  ".join(f"{s} {summary.stage_ms.get(s, 0.0):.1f}" for s in STAGES)
+    names = [*STAGES, *(s for s in summary.stage_ms if s not in STAGES)]
+    stages = "  ".join(f"{s} {summary.stage_ms.get(s, 0.0):.1f}" for s in names)
     table.add_row("ms / frame", stages)
     table.add_row("Speed", f"{summary.fps:.1f} frames/s end to end ({summary.wall_s:.1f} s)")
     _live_rows(table, summary)
@@ -108,6 +112,29 @@ def summary_table(
     for line in describe_outputs(run_dir):
         table.add_row("", f"  {line}")
     return table
+
+
+def _per_class(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    inner = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{total} ({inner})" if inner else str(total)
+
+
+def _tracking_rows(table: Table, tracking: dict[str, Any]) -> None:
+    """Confirmed tracks per class; each line's in / out and each zone's entries, exits and objects
+    inside at the end (``inside``: each source's last frame), all per class."""
+    tracks = tracking.get("tracks", {})
+    kind = tracking.get("tracker", {}).get("tracker_type", "")
+    table.add_row("Tracks", f"{_per_class(tracks.get('per_class', {}))}" + (f", {kind}" if kind else ""))
+    counts = tracking.get("counts", {})
+    for name, c in counts.get("lines", {}).items():
+        table.add_row(f"Line {name}", f"in {_per_class(c['in'])}  out {_per_class(c['out'])}")
+    for name, c in counts.get("zones", {}).items():
+        table.add_row(
+            f"Zone {name}",
+            f"entered {_per_class(c['entered'])}  exited {_per_class(c['exited'])}  "
+            f"inside at the end {_per_class(c['inside'])}",
+        )
 
 
 _STOP_REASONS = {

@@ -21,7 +21,7 @@ from densecnn.cli.common import console, err_console
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
-    from densecnn.config import LiveConfig, OutputConfig, PredictConfig
+    from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig, TrackConfig
     from densecnn.engine import PredictionRun
 
 EXIT_SOME_FAILED = 1
@@ -37,17 +37,49 @@ def run_prediction(
     lcfg: LiveConfig,
     quiet: bool,
     class_names: tuple[str, ...] | None = None,
+    track: TrackConfig | None = None,
+    tasks: dict[str, PredictConfig] | None = None,
+    ecfg: EngineConfig | None = None,
+    verbose: bool = False,
 ) -> int:
     """Run ``task`` over ``source`` and report; returns the exit code (0, 1 or 130).
 
     The source is opened before the model is built, so a missing source fails fast; the run folder
-    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment).
+    is made only once both are ready. ``class_names`` name a plain state dict's outputs (segment);
+    ``track``: the tracker and counting of task ``track`` (or ``run``); ``tasks``: task ``run``'s
+    models (see ``PredictionRun.open``). ``ecfg`` picks the engine (default: local).
     """
     from densecnn.engine import PredictionRun
 
+    if ecfg is not None and ecfg.engine == "ray":
+        if task not in ("detect", "segment", "classify"):
+            raise UsageError(
+                f"--engine ray runs detect, segment and classify; {task} runs with the local engine.",
+                hint="Drop --engine ray (tracking follows each video's frames in order, on one machine).",
+            )
+        return _run_on_ray(
+            task=task,
+            source=source,
+            pcfg=pcfg,
+            ocfg=ocfg,
+            lcfg=lcfg,
+            ecfg=ecfg,
+            quiet=quiet,
+            class_names=class_names,
+            verbose=verbose,
+        )
+
     show = _display_ok(lcfg, quiet)
     run = PredictionRun.open(
-        task=task, source=source, pcfg=pcfg, ocfg=ocfg, lcfg=lcfg, show=show, class_names=class_names
+        task=task,
+        source=source,
+        pcfg=pcfg,
+        ocfg=ocfg,
+        lcfg=lcfg,
+        show=show,
+        class_names=class_names,
+        track=track,
+        tasks=tasks,
     )
     progress = None
     if not quiet:
@@ -72,6 +104,11 @@ def run_prediction(
         run.release()  # no summary.json for a run that broke off; its outputs so far stay
         raise
     run.finish()
+    return _report(run, task=task, quiet=quiet)
+
+
+def _report(run: PredictionRun, *, task: str, quiet: bool) -> int:
+    """The summary table (or, ``quiet``, the run folder) and the exit code of a finished run."""
     summary = run.summary
     assert summary is not None and run.run_dir is not None
     if quiet:
@@ -86,6 +123,55 @@ def run_prediction(
         err_console.print("[yellow]Interrupted.[/] Outputs written so far are complete and kept.")
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if summary.errors else 0
+
+
+def _run_on_ray(
+    *,
+    task: str,
+    source: str,
+    pcfg: PredictConfig,
+    ocfg: OutputConfig,
+    lcfg: LiveConfig,
+    ecfg: EngineConfig,
+    quiet: bool,
+    class_names: tuple[str, ...] | None,
+    verbose: bool,
+) -> int:
+    """``--engine ray``: the same run folder, summary and exit codes, computed on a Ray cluster."""
+    from densecnn.ray_engine.driver import RayRun
+
+    ray_run = RayRun.open(
+        task=task,
+        source=source,
+        pcfg=pcfg,
+        ocfg=ocfg,
+        lcfg=lcfg,
+        ecfg=ecfg,
+        class_names=class_names,
+        verbose=verbose,
+    )
+    run = ray_run.run
+    progress = None
+    if not quiet:
+        from densecnn.cli.report import RichProgress
+
+        workers = f"{ecfg.workers} workers" if ecfg.workers else "workers: automatic"
+        console.print(
+            f"[bold]densecnn {task}[/] {run.model_label} on Ray ({ray_run.address}, {workers}): "
+            f"{_describe_inputs(run)} → {run.run_dir}"
+        )
+        if run.resuming:
+            console.print(f"Resuming {run.run_dir}: {run.skipped} inputs already done, skipped.")
+        progress = RichProgress(console, task)
+    assert run.run_dir is not None
+    try:
+        with sigterm_as_interrupt(), _output_errors(run.run_dir):
+            ray_run.execute(progress)
+    except BaseException:
+        run.release()
+        raise
+    run.finish()
+    return _report(run, task=task, quiet=quiet)
 
 
 def plural(n: int, word: str) -> str:

@@ -7,7 +7,7 @@ import typer
 
 from densecnn.cli import options as opt
 from densecnn.cli.common import user_errors
-from densecnn.config import OutputConfig, PredictConfig
+from densecnn.config import OutputConfig, PredictConfig, TileConfig
 
 
 @opt.shared_options("segment")
@@ -25,6 +25,13 @@ def segment(
     alpha: opt.Alpha = OutputConfig.alpha,
     save_masks: opt.SaveMasks = OutputConfig.save_masks,
     save_overlay: opt.SaveOverlay = OutputConfig.save,
+    tile: opt.Tile = None,
+    tile_overlap: opt.TileOverlap = TileConfig.overlap,
+    tile_merge: opt.TileMerge = None,
+    tile_match: opt.TileMatch = TileConfig.match,
+    tile_threshold: opt.TileThreshold = TileConfig.threshold,
+    tile_full: opt.TileFull = TileConfig.full,
+    tile_batch: opt.TileBatch = TileConfig.batch,
     resume: opt.ResumeSegment = OutputConfig.resume,
     *,
     shared: opt.Shared,
@@ -56,6 +63,9 @@ def segment(
             imgsz=imgsz,
             conf=conf,
             iou=iou,
+            tile=opt.tile_config(
+                tile, tile_overlap, tile_merge, tile_match, tile_threshold, tile_full, tile_batch
+            ),
             **shared.predict_kwargs(),
         )
         ocfg = shared.output_config(save=save_overlay, save_masks=save_masks, alpha=alpha, resume=resume)
@@ -65,7 +75,9 @@ def segment(
             pcfg=pcfg,
             ocfg=ocfg,
             lcfg=shared.live_config(),
+            ecfg=shared.engine_config(),
             quiet=shared.quiet,
+            verbose=shared.verbose,
             class_names=resolve_class_names(num_classes, opt.split_names(class_names)),
         )
     raise typer.Exit(code)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from densecnn.config import MaskMode, check_run_name
+from densecnn.config import Backend, MaskMode, check_run_name
 from densecnn.errors import UsageError
 
 
@@ -27,7 +27,7 @@ class EvalConfig:
     imgsz: int | None = None
     batch: int = 8
     device: str = "auto"
-    backend: str = "auto"
+    backend: Backend = "auto"
     conf: float = 0.001
     iou: float = 0.7
     split: Literal["val", "train", "all"] = "val"
@@ -61,7 +61,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_run_name(self.name)
-        if not self.weights.is_file():
+        if not (self.weights.is_file() or (self.weights / "model.xml").is_file()):
             raise UsageError(f"--weights {self.weights}: no such file.")
         if not self.data.exists():
             raise UsageError(f"--data {self.data}: no such file or folder.")

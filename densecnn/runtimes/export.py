@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,7 +108,7 @@ def export(
         task=spec.task if spec is not None else "detect",
         kind=graph.kind,
         names=dict(predictor.names),
-        imgsz=(int(graph.input_shape[2]), int(graph.input_shape[3])),
+        imgsz=graph.imgsz or (int(graph.input_shape[2]), int(graph.input_shape[3])),
         dynamic=dynamic,
         batch=None if dynamic else int(graph.input_shape[0]),
         preprocess=graph.preprocess,
@@ -133,7 +134,9 @@ def export(
             os.replace(onnx_path, target)
             return target, meta
         folder = Path(tmp) / "openvino"
-        _to_openvino(onnx_path, folder, meta, predictor=predictor, calibration=calibration)
+        _to_openvino(
+            onnx_path, folder, meta, predictor=predictor, calibration=calibration, ignored=graph.int8_ignored
+        )
         if target.exists():
             shutil.rmtree(target)  # the same model, digest and settings: this replaces a stale copy
         os.replace(folder, target)
@@ -143,18 +146,13 @@ def export(
 def _require_packages(fmt: str, int8: bool) -> None:
     import importlib.util
 
-    from densecnn.runtimes import pip_command
-
-    needs = [("onnx", "onnx")]
-    if fmt == "openvino":
-        needs.append(("openvino", "openvino"))
-    if int8:
-        needs.append(("nncf", "openvino"))
-    for module, extra in needs:
+    extra = "int8" if int8 else "openvino" if fmt == "openvino" else "onnx"
+    needs = ["onnx", *(["openvino"] if fmt == "openvino" else []), *(["nncf"] if int8 else [])]
+    for module in needs:
         if importlib.util.find_spec(module) is None:
-            backend = "onnxruntime" if extra == "onnx" else "openvino"
             raise UsageError(
-                f"Export needs the {module} package.", hint=f"Install it: {pip_command(backend)}"
+                f"Export to {fmt}{' INT8' if int8 else ''} needs the {module} package.",
+                hint=f'Install it: pip install "densecnn[{extra}]"',
             )
 
 
@@ -169,7 +167,11 @@ def _to_onnx(graph: object, path: Path, *, dynamic: bool, half: bool, meta: Expo
     if axes is not None:
         for name in graph.outputs:  # type: ignore[attr-defined]
             axes[name] = {0: "batch"}
-    with torch.inference_mode(False), torch.no_grad():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of torch.export, which does not yet take
+        # Ultralytics' heads with dynamic shapes; it still writes the graphs tested here
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # static shapes are meant to be fixed
         module(x)  # one forward first: Ultralytics heads set their anchors and strides on it
         torch.onnx.export(
             module,
@@ -195,18 +197,21 @@ def _to_openvino(
     *,
     predictor: Predictor,
     calibration: Sequence[Path],
+    ignored: Sequence[str] = (),
 ) -> None:
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
     if meta.int8:
-        model = _quantize(model, meta, predictor, calibration)
+        model = _quantize(model, meta, predictor, calibration, ignored)
     model.set_rt_info(meta.to_json(), [META_KEY])
     folder.mkdir()
     ov.save_model(model, str(folder / "model.xml"), compress_to_fp16=meta.half)
 
 
-def _quantize(model: object, meta: ExportMeta, predictor: Predictor, images: Sequence[Path]) -> object:
+def _quantize(
+    model: object, meta: ExportMeta, predictor: Predictor, images: Sequence[Path], ignored: Sequence[str]
+) -> object:
     """NNCF post-training quantization, calibrated on ``images`` prepared as the predictor prepares
     them (a static graph: the square letterbox it runs with)."""
     import nncf
@@ -231,4 +236,7 @@ def _quantize(model: object, meta: ExportMeta, predictor: Predictor, images: Seq
     log.info("INT8: calibrating on %d images", len(inputs))
     # MIXED: symmetric weights, asymmetric activations (YOLO's SiLU outputs are not centred on 0)
     preset = nncf.QuantizationPreset.MIXED
-    return nncf.quantize(model, nncf.Dataset(inputs), preset=preset, subset_size=len(inputs))
+    scope = nncf.IgnoredScope(patterns=list(ignored), validate=False) if ignored else None
+    return nncf.quantize(
+        model, nncf.Dataset(inputs), preset=preset, subset_size=len(inputs), ignored_scope=scope
+    )

@@ -95,6 +95,11 @@ class ExportGraph:
     preprocess: dict[str, Any]
     set_dynamic: Callable[[Any, bool], None] | None = None
     spatial_dynamic: bool = False
+    imgsz: tuple[int, int] | None = None
+    """The nominal input size recorded in the metadata (None: the example input's)."""
+    int8_ignored: list[str] = field(default_factory=list)
+    """Node name patterns INT8 quantization leaves in float (YOLO: the box decoding after the head,
+    whose concatenated pixel coordinates and [0, 1] scores one int8 scale cannot hold both)."""
 
 
 def exported_model_file(path: Path) -> Path | None:

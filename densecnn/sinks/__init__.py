@@ -3,7 +3,7 @@
 from densecnn.sinks.base import Sink
 from densecnn.sinks.coco import CocoSink
 from densecnn.sinks.crops import CropsSink
-from densecnn.sinks.csv import CsvSink
+from densecnn.sinks.csv import CsvSink, DetectionsCsvSink
 from densecnn.sinks.errors import ErrorsSink
 from densecnn.sinks.images import ImageSink
 from densecnn.sinks.jsonl import JsonlSink, read_jsonl
@@ -15,6 +15,7 @@ __all__ = [
     "CocoSink",
     "CropsSink",
     "CsvSink",
+    "DetectionsCsvSink",
     "ErrorsSink",
     "ImageSink",
     "JsonlSink",

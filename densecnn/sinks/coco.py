@@ -1,6 +1,10 @@
 """``predictions.coco.json``: image-input detections as a COCO dataset (loadable by pycocotools).
 
-``bbox`` is COCO ``[x, y, w, h]`` in original-image pixels; ``category_id`` is the model's class id.
+``bbox`` is COCO ``[x, y, w, h]`` in original-image pixels. ``category_id``: for a model trained on
+COCO (its classes are COCO's 80, numbered 0-79 as YOLO does or 1-90 as torchvision does), COCO's
+official category id (1-90: person 1, car 3, toothbrush 90), so every family's file scores against
+COCO's own annotation files; for any other model, its own class id. ``info.category_ids`` says which,
+and for COCO models ``info.category_id_of_class`` maps each model class id to its category id.
 Instance segmentation results add ``segmentation`` (compressed COCO RLE, string counts) and take
 ``area`` from the mask. Written once, atomically, in ``close()``; video frames are not included.
 Its ``annotations`` list is in COCO results format (``COCO(path).loadRes(...)`` takes it).
@@ -16,6 +20,7 @@ import numpy as np
 from densecnn.fsutil import atomic_write_json
 from densecnn.results import InstanceSegmentation, Prediction
 from densecnn.sinks.base import Sink
+from densecnn.zoo.coco import coco_category_ids
 
 # Placeholder names some label maps (torchvision COCO) carry: never real categories.
 EXCLUDED_NAMES = frozenset({"N/A", "__background__"})
@@ -30,6 +35,9 @@ class CocoSink(Sink):
             int(cid): str(name) for cid, name in class_names.items() if name not in EXCLUDED_NAMES
         }
         self._excluded = {int(cid) for cid, name in class_names.items() if name in EXCLUDED_NAMES}
+        self._official = coco_category_ids(class_names)  # model class id -> COCO id, for COCO models
+        if self._official is not None:
+            self._categories = {self._official[c]: name for c, name in self._categories.items()}
         self._images: list[dict[str, Any]] = []
         self._annotations: list[dict[str, Any]] = []
         self._written = False
@@ -51,9 +59,7 @@ class CocoSink(Sink):
             cid = int(cid)
             if cid in self._excluded:
                 continue
-            if cid not in self._categories:  # an id the model's label map did not list
-                self._categories[cid] = dets.class_name(cid)
-            self._add(image_id, cid, box, float(score), rle, area)
+            self._add(image_id, cid, dets.class_name(cid), box, float(score), rle, area)
 
     def add_record(self, row: dict[str, Any]) -> None:
         """Add one image's predictions.jsonl row (an earlier run's, on resume), as :meth:`write` would."""
@@ -65,22 +71,29 @@ class CocoSink(Sink):
             cid = int(det["class_id"])
             if cid in self._excluded:
                 continue
-            self._categories.setdefault(cid, str(det.get("class_name", cid)))
             rle, area = det.get("mask"), None
             if rle is not None:
                 from pycocotools import mask as mask_utils
 
                 area = mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
-            self._add(image_id, cid, det["box"], float(det["score"]), rle, area)
+            name = str(det.get("class_name", cid))
+            self._add(image_id, cid, name, det["box"], float(det["score"]), rle, area)
 
-    def _add(self, image_id: int, cid: int, box: Any, score: float, rle: Any, area: Any) -> None:
+    def _category(self, cid: int, name: str) -> int:
+        """The category_id written for model class ``cid`` (see the module docstring)."""
+        if self._official is not None and cid in self._official:
+            return self._official[cid]
+        self._categories.setdefault(cid, name)  # an id the model's label map did not list
+        return cid
+
+    def _add(self, image_id: int, cid: int, name: str, box: Any, score: float, rle: Any, area: Any) -> None:
         """One annotation: ``box`` xyxy → COCO xywh; an instance mask's RLE and pixel area when given."""
         x1, y1, x2, y2 = (float(v) for v in box)
         w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
         ann: dict[str, Any] = {
             "id": len(self._annotations) + 1,
             "image_id": image_id,
-            "category_id": cid,
+            "category_id": self._category(cid, name),
             "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
             "area": round(w * h, 2),
             "score": round(score, 5),
@@ -93,11 +106,21 @@ class CocoSink(Sink):
     def dataset(self) -> dict[str, Any]:
         """The COCO dict accumulated so far."""
         return {
-            "info": {"description": "densecnn detect predictions"},
+            "info": self._info(),
             "licenses": [],
             "images": self._images,
             "categories": [{"id": cid, "name": name} for cid, name in sorted(self._categories.items())],
             "annotations": self._annotations,
+        }
+
+    def _info(self) -> dict[str, Any]:
+        if self._official is None:
+            return {"description": "densecnn predictions", "category_ids": "the model's class ids"}
+        return {
+            "description": "densecnn predictions",
+            "category_ids": "COCO official category ids (1-90); the model's class id c is written as "
+            "category_id_of_class[c]",
+            "category_id_of_class": {str(c): official for c, official in sorted(self._official.items())},
         }
 
     def close(self) -> None:

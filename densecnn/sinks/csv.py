@@ -65,3 +65,45 @@ class CsvSink(Sink):
 
     def outputs(self) -> list[Path]:
         return [self.path]
+
+
+DETECTION_COLUMNS = (
+    "source", "frame", "timestamp", "track_id", "class_id", "class_name", "score", "x1", "y1", "x2", "y2",
+)  # fmt: skip
+
+
+class DetectionsCsvSink(Sink):
+    """``predictions.csv`` of detections: one row per detection (frames without any have no row),
+    columns :data:`DETECTION_COLUMNS`; ``track_id`` is empty for a detection no tracker confirmed.
+    Boxes are xyxy in original-image pixels, 2 decimals, as in predictions.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(DETECTION_COLUMNS)
+        self._fh.flush()
+
+    def write(self, prediction: Prediction, annotated: np.ndarray | None) -> None:
+        frame = prediction.frame
+        head = [frame.source, int(frame.index), round(float(frame.timestamp), 6)]
+        for row in prediction.detections.to_dicts():
+            self._writer.writerow(
+                [
+                    *head,
+                    row.get("track_id", ""),
+                    row["class_id"],
+                    row["class_name"],
+                    row["score"],
+                    *row["box"],
+                ]
+            )
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def outputs(self) -> list[Path]:
+        return [self.path]

@@ -1,7 +1,9 @@
 """``predictions.jsonl``: one JSON line per image or video frame, flushed as it goes.
 
 Each line: ``{"source", "frame", "timestamp", "width", "height", "detections"}`` where
-``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels). Frames of live
+``detections`` is ``Detections.to_dicts()`` (boxes xyxy in original-image pixels; tracked runs add
+each detection's ``track_id`` and the frame's cumulative line and zone ``counts``, see
+``densecnn.track.counting``). Frames of live
 sources add ``captured_at`` (when the frame was captured, Unix seconds) and ``latency_ms`` (capture to
 this line written). A crash can leave a torn last line; ``read_jsonl`` drops it.
 """
@@ -32,6 +34,7 @@ def prediction_record(prediction: Prediction) -> dict[str, Any]:
         "height": frame.height,
         **_live_fields(frame),
         **prediction.result.record(),
+        **({"counts": prediction.tracking.counts} if prediction.tracking is not None else {}),
     }
 
 

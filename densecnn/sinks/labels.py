@@ -1,4 +1,5 @@
-"""YOLO txt labels under ``root/labels/``: ``class xc yc w h [conf]`` normalized to [0, 1].
+"""YOLO txt labels under ``root/labels/``: ``class xc yc w h [conf] [track_id]`` normalized to [0, 1]
+(``track_id``: tracked runs, last, as Ultralytics writes it).
 
 Images → ``labels/<rel path stem>.txt``, written even when empty (the image was processed).
 Video frames → ``labels/<rel path stem>_<frame index>.txt``, only for frames with detections.
@@ -17,17 +18,22 @@ from densecnn.sinks.base import Sink
 
 
 def yolo_lines(detections: Detections, *, width: int, height: int, save_conf: bool = False) -> list[str]:
-    """One ``class xc yc w h [conf]`` line per non-empty clipped box, 6 decimals, normalized by size."""
+    """One ``class xc yc w h [conf] [track_id]`` line per non-empty clipped box, 6 decimals,
+    normalized by size."""
     lines = []
     scale = np.array([width, height, width, height], dtype=np.float64)
-    for box, score, cid in zip(detections.boxes, detections.scores, detections.class_ids, strict=True):
+    ids = detections.track_ids
+    for i, (box, score, cid) in enumerate(
+        zip(detections.boxes, detections.scores, detections.class_ids, strict=True)
+    ):
         x1, y1, x2, y2 = np.clip(box.astype(np.float64), 0, scale) / scale
         if not (x2 > x1 and y2 > y1):
             continue
         values = [(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
         if save_conf:
             values.append(float(score))
-        lines.append(" ".join([str(int(cid)), *(f"{v:.6f}" for v in values)]))
+        track = [str(int(ids[i]))] if ids is not None else []
+        lines.append(" ".join([str(int(cid)), *(f"{v:.6f}" for v in values), *track]))
     return lines
 
 

@@ -1,13 +1,23 @@
 """Annotated video output: H.264 in fragmented MP4 through PyAV.
 
-One ``.mp4`` per video input, at ``output_path(root, source, suffix=".mp4")``. The container is a
-fragmented MP4 flushed at every fragment (one per keyframe), so a run killed mid-way, even by SIGKILL,
-leaves a playable file holding every completed fragment. Keyframes come every ``keyframe_interval``
-output frames (default: about two seconds), which bounds what such a kill can lose.
+One ``.mp4`` per video input, at ``output_path(root, source, suffix=".mp4")``. While a run goes, the
+container is a fragmented MP4 flushed at every fragment (one per keyframe), so a run killed mid-way,
+even by SIGKILL, leaves a playable file holding every completed fragment. Keyframes come every
+``keyframe_interval`` output frames (default: about two seconds), which bounds what such a kill can
+lose.
 
-Frames of live sources (they carry a capture time) are stamped with their capture time in
-milliseconds instead of one frame period each: a recording of a stream whose frames were dropped or
-that had a reconnect gap plays in real time, the gap shown as a held frame.
+When the input ends, the file is remuxed (packets copied, nothing re-encoded) into a fragmented MP4
+with a global ``sidx`` index after the ``moov`` and atomically put in its place. Chromium plays a
+fragmented MP4 progressively over HTTP only when it has that index (without it, it waits for the
+whole download); Firefox plays both. A run killed during the remux keeps the fragmented file.
+``bench/report_browser.py`` measured this against a ``faststart`` (unfragmented) rewrite.
+
+Every output frame is stamped with its input frame's ``timestamp`` as predictions.jsonl records it,
+in whole microseconds (milliseconds for the MPEG-4 fallback), truncated the way browsers truncate a
+seek time (the double nearest 0.5005 is just below it: that frame starts at 500499 µs), and no
+B-frames are used, so there are no composition offsets and no edit list: at the JSONL timestamp of
+frame k, and until that of frame k+1, any player shows output frame k (a dropped frame or a
+reconnect gap of a live stream plays in real time, shown as a held frame).
 """
 
 from __future__ import annotations
@@ -39,8 +49,11 @@ _CONTAINER_OPTIONS = {
     "movflags": "frag_keyframe+empty_moov+default_base_moof",
     "flush_packets": "1",
 }
+# What the remux at close adds: a global sidx (segment index) right after the moov.
+_STREAMING_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof+global_sidx"}
 _FALLBACK_FPS = Fraction(25)
-_MS = Fraction(1, 1000)
+_US = Fraction(1, 1_000_000)  # pts unit: the JSONL timestamps have 6 decimals, so they map exactly
+_MS = Fraction(1, 1000)  # the MPEG-4 Part 2 fallback's unit (its time base denominator must be < 2^16)
 
 
 def _has_encoder(name: str) -> bool:
@@ -254,13 +267,13 @@ class _Writer:
         height: int,
         options: dict[str, str],
         keyframe_interval: int,
-        timed: bool = False,
     ) -> None:
         self.path = path
         self.width, self.height = width, height
         self.frames = 0
-        self.timed = timed  # pts from the caller's timestamps (ms), not one per frame
-        self._last_pts = -1
+        self._unit = _MS if codec == FALLBACK_CODEC else _US
+        self._period = max(1, round(self._unit.denominator / rate))  # for a timestamp that does not advance
+        self._last_pts = -self._period
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), "w", format="mp4", container_options=_CONTAINER_OPTIONS)
         try:
@@ -269,8 +282,11 @@ class _Writer:
             self._stream.height = height + height % 2
             self._stream.pix_fmt = "yuv420p"
             self._stream.codec_context.gop_size = keyframe_interval
-            if timed:
-                self._stream.codec_context.time_base = _MS
+            # No B-frames: pts == dts, so no composition offsets and no edit list for players to
+            # interpret differently (with them, Chromium and Firefox showed different frames).
+            self._stream.codec_context.max_b_frames = 0
+            self._stream.codec_context.time_base = self._unit
+            self._stream.time_base = self._unit
             self._stream.options = options
         except BaseException:
             self._container.close()
@@ -285,21 +301,66 @@ class _Writer:
         return np.ascontiguousarray(image, dtype=np.uint8)
 
     def write(self, image: np.ndarray, timestamp: float = 0.0) -> None:
+        """Add a frame shown from ``timestamp`` seconds on (one frame period after the previous
+        frame when ``timestamp`` does not advance)."""
         frame = av.VideoFrame.from_ndarray(self._prepare(image), format="bgr24")
-        if self.timed:
-            frame.pts = self._last_pts = max(self._last_pts + 1, round(timestamp * 1000))
-            frame.time_base = _MS
-        else:
-            frame.pts = self.frames
+        # The JSONL timestamp in whole microseconds, truncated as browsers truncate a seek time: the
+        # JSONL value 0.5005 is the double 0.50049999..., so Chromium seeks to 500499 µs, and frame k
+        # must have started by then (most timestamps, e.g. 0.04 or 0.12, come out exact).
+        pts = int(round(timestamp, 6) * self._unit.denominator)
+        if pts <= self._last_pts:
+            pts = self._last_pts + self._period
+        frame.pts = self._last_pts = pts
+        frame.time_base = self._unit
         self._container.mux(self._stream.encode(frame))
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finalize the file; the container is closed even if flushing fails."""
+        """Flush the encoder and finalize the file (the container is closed even if flushing fails),
+        then add the index Chromium needs to stream it (see :func:`add_streaming_index`)."""
         try:
             self._container.mux(self._stream.encode(None))
         finally:
             self._container.close()
+        if self.frames:
+            try:
+                add_streaming_index(self.path)
+            except (av.FFmpegError, OSError) as e:
+                warnings.warn(
+                    f"{self.path}: could not add the streaming index ({e}); the fragmented file is kept "
+                    "(it plays, but Chromium downloads it whole before playing).",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+
+
+def add_streaming_index(path: Path, *, movflags: str = _STREAMING_OPTIONS["movflags"]) -> None:
+    """Remux the MP4 at ``path`` (packets copied, timestamps kept) with ``movflags`` into a temp file
+    beside it, fsync, and ``os.replace`` it over ``path``: until the rename, the original stays whole.
+
+    The default adds a global ``sidx`` to the fragmented file; ``movflags="faststart"`` would write
+    an unfragmented MP4 with its ``moov`` first instead (the alternative measured in the bench).
+    """
+    tmp = path.with_name(f".{path.name}.index.tmp")
+    try:
+        with (
+            av.open(str(path)) as src,
+            av.open(str(tmp), "w", format="mp4", container_options={"movflags": movflags}) as dst,
+        ):
+            video = src.streams.video[0]
+            out = dst.add_stream_from_template(video)
+            for packet in src.demux(video):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = out
+                dst.mux(packet)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 class VideoSink(Sink):
@@ -373,7 +434,6 @@ class VideoSink(Sink):
                 height=int(image.shape[0]),
                 options=self._options,
                 keyframe_interval=self.keyframe_interval or max(1, round(2 * self._current[1])),
-                timed=frame.captured_mono is not None,
             )
             self._written.append(path)
         self._writer.write(image, frame.timestamp)

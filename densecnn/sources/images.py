@@ -49,11 +49,20 @@ _SIZE_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM")
 OnCorrupt = Literal["skip", "process"]
 
 
-def image_events(ref: InputRef, *, on_corrupt: OnCorrupt = "skip") -> Iterator[SourceEvent]:
-    """``InputStart``, one ``Frame`` (or an ``InputFailure``), ``InputEnd`` for one image input."""
+def image_events(
+    ref: InputRef, *, on_corrupt: OnCorrupt = "skip", data: bytes | InputError | None = None
+) -> Iterator[SourceEvent]:
+    """``InputStart``, one ``Frame`` (or an ``InputFailure``), ``InputEnd`` for one image input.
+
+    ``data``: the file's bytes, or why they could not be read, when an earlier stage read them (the
+    Ray engine reads in one stage and decodes in the worker); None: read ``ref.path`` here.
+    """
     yield InputStart(ref)
     try:
-        image = read_image(ref.path, on_corrupt=on_corrupt)
+        if isinstance(data, InputError):
+            raise data
+        buf = read_image_bytes(ref.path) if data is None else data
+        image = decode_image(buf, on_corrupt=on_corrupt)
     except InputError as e:
         yield InputFailure(ref, e.message)
         yield InputEnd(ref, 0)
@@ -67,17 +76,22 @@ def read_image(path: Path, *, on_corrupt: OnCorrupt = "skip") -> np.ndarray:
 
     Raises ``InputError`` with a one-line reason when the file cannot be used.
     """
+    return decode_image(read_image_bytes(path), on_corrupt=on_corrupt)
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The encoded bytes of the image file ``path``; ``InputError`` with a one-line reason when it is
+    a folder, has no image suffix, or cannot be read."""
     if path.is_dir():
         raise InputError("is a folder, not an image file")
     if PurePath(path.name).suffix.lower() not in IMAGE_SUFFIXES and path.exists():
         raise InputError(f"unsupported file type {path.suffix or '(no suffix)'!r}: not an image suffix")
     try:
-        buf = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found") from None
     except OSError as e:
         raise InputError(f"cannot read file: {e.strerror or e}") from None
-    return decode_image(buf, on_corrupt=on_corrupt)
 
 
 def decode_image(buf: bytes, *, on_corrupt: OnCorrupt = "skip") -> np.ndarray:

@@ -68,6 +68,12 @@ def load_predictor(
     apply_backend(predictor, request, store)  # 6. torch, or the graph on ONNX Runtime / OpenVINO
     # Class names come from the loaded weights (a custom .pt has its own), so --classes resolves last.
     predictor.set_classes(resolve_classes(cfg.classes, predictor.names))
+    if cfg.tile is not None:
+        from densecnn.tasks.tiling import TiledPredictor
+
+        if request.spec.task == "classify":
+            raise UsageError("--tile applies to detect and segment, not classify.")
+        predictor = TiledPredictor(predictor, cfg.tile)
     return predictor
 
 

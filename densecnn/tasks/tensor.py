@@ -85,6 +85,7 @@ class TensorPredictor(Predictor):
             kind=self.export_kind,
             preprocess=prep,
             spatial_dynamic=self.spatial_dynamic,
+            imgsz=(self.prep.crop, self.prep.crop) if not self.spatial_dynamic else (self.prep.resize,) * 2,
         )
 
     @classmethod

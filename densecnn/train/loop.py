@@ -154,6 +154,9 @@ class _Run:
             generator=gen,
             worker_init_fn=_seed_worker,
             persistent_workers=self.cfg.workers > 0,
+            # fork() copies locks held by other threads (progress bars, a host's I/O threads) into the
+            # workers, which can then hang; forkserver children start from a clean single-threaded parent.
+            multiprocessing_context="forkserver" if self.cfg.workers > 0 else None,
             pin_memory=self.device.type == "cuda",
         )
 

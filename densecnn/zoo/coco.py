@@ -181,3 +181,20 @@ COCO91: tuple[str, ...] = (
     "hair drier",
     "toothbrush",
 )
+
+
+def coco_category_ids(names: dict[int, str]) -> dict[int, int] | None:
+    """COCO's official category id (1-90, the index in :data:`COCO91`) of each class id of a model
+    trained on COCO, else None (the model keeps its own ids).
+
+    A model is taken as COCO-trained when its label map is exactly one of COCO's two numberings: the
+    80 contiguous YOLO ids (``0 person`` ... ``79 toothbrush``, mapped as Ultralytics'
+    ``coco80_to_coco91_class`` does) or torchvision's 91 ids (already official: ``1 person``).
+    """
+    clean = {int(i): str(n) for i, n in names.items()}
+    if clean == dict(enumerate(COCO80)):
+        return {i: COCO91.index(name) for i, name in clean.items()}
+    real = {i: n for i, n in enumerate(COCO91) if n not in ("N/A", "__background__")}
+    if {i: n for i, n in clean.items() if n not in ("N/A", "__background__")} == real:
+        return {i: i for i in real}
+    return None

@@ -203,6 +203,7 @@ class YoloDetector(Predictor):
                 m.export = True
                 m.format = "onnx"
         outputs = ["output0", "output1"] if self.instances else ["output0"]
+        head = len(module.model) - 1  # the Detect / Segment head, last in Ultralytics' layer list
         return ExportGraph(
             module=module,
             input_shape=(1, 3, *self.imgsz),
@@ -210,6 +211,7 @@ class YoloDetector(Predictor):
             kind=f"yolo-{self.task}",
             preprocess={"letterbox": "ultralytics", "stride": self.stride, "scale": "rgb/255"},
             set_dynamic=_yolo_dynamic,
+            int8_ignored=[rf".*/model\.{head}/.*"],
         )
 
     def letterbox(self) -> Any:

@@ -103,7 +103,9 @@ class SemanticSegmenter(TensorPredictor):
     spatial_dynamic = True
 
     def export_input_shape(self) -> tuple[int, ...]:
-        return (1, self.in_channels, self.prep.resize, self.prep.resize)
+        # Traced at a size that is no multiple of 32, so a model that pads its input to one (the
+        # densecnn U-Net / DeepLabV3+ heads) records its padding in the graph for every size.
+        return (1, self.in_channels, self.prep.resize + 1, self.prep.resize + 1)
 
     def exported_settings(self, request: BuildRequest) -> None:
         if request.imgsz is not None:  # semantic exports are always dynamic: any shorter side

@@ -1,0 +1,278 @@
+"""Backends: the same weights through torch, ONNX Runtime and OpenVINO give the same results.
+
+Every family that exports is run on real photos through the torch predictor and through its export
+on both runtimes (fp32): boxes IoU >= 0.99 and scores within 1e-3, masks and label maps >= 0.99 pixel
+agreement, classes equal. Exported files keep their metadata; a file asked to run with settings it
+was not exported for is refused with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from _factories import make_classifier_weights, make_segmentation_state_dict, make_yolo_seg_checkpoint
+from conftest import COCO8, DATA, ROOT, need_data
+
+import densecnn
+from densecnn.errors import UsageError
+from densecnn.results import Frame
+from densecnn.runtimes import available_backends
+from densecnn.runtimes.export import export
+from densecnn.runtimes.meta import read_meta
+from densecnn.zoo.store import sha256_file
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+RUNTIMES = ("onnxruntime", "openvino")
+PERSON_YOLO = ROOT / "weights" / "person-yolov8n.safetensors"
+PERSON_UNET = ROOT / "weights" / "person-unet.safetensors"
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[Path]:
+    """Penn-Fudan photos: the embedded person detector finds people in them."""
+    return sorted((need_data(DATA / "pennfudan") / "images").glob("*.png"))[:3]
+
+
+@pytest.fixture(scope="module")
+def frames(photos: list[Path]) -> list[Frame]:
+    """Three real photos shrunk to one size (cheap, and OpenVINO compiles one shape per model)."""
+    out = []
+    for path in photos:
+        image = cv2.resize(cv2.imread(str(path)), (288, 224), interpolation=cv2.INTER_AREA)
+        out.append(Frame(image, source=path.name, path=str(path)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def person_torch() -> object:
+    return densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
+
+
+@pytest.fixture(scope="module")
+def person_static_onnx(person_torch: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded detector exported with static shapes: batch 1 at 320x320."""
+    path, _ = export(person_torch, fmt="onnx", out_dir=tmp_path_factory.mktemp("static"))  # type: ignore[arg-type]
+    return path
+
+
+@pytest.fixture(scope="module")
+def auto_store(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One weight store for the tests of checkpoints on other backends: each exports once."""
+    from densecnn.zoo.store import WeightStore
+
+    return WeightStore(root=tmp_path_factory.mktemp("store"))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 1.0
+
+
+def assert_detections_match(ref: list, out: list) -> None:
+    """Same boxes (IoU >= 0.99), scores (within 1e-3) and classes, image by image."""
+    total = 0
+    for r, o in zip(ref, out, strict=True):
+        assert len(r.boxes) == len(o.boxes), (len(r.boxes), len(o.boxes))
+        for i in range(len(r.boxes)):
+            # its counterpart: same class, IoU >= 0.99, the closest score (random weights make
+            # near-duplicate boxes of one object)
+            same = [
+                k
+                for k in range(len(o.boxes))
+                if o.class_ids[k] == r.class_ids[i] and _iou(r.boxes[i], o.boxes[k]) >= 0.99
+            ]
+            assert same, f"no box of class {r.class_ids[i]} with IoU >= 0.99 for {r.boxes[i]}"
+            j = min(same, key=lambda k, i=i: abs(float(r.scores[i]) - float(o.scores[k])))
+            assert abs(float(r.scores[i]) - float(o.scores[j])) <= 1e-3
+            if hasattr(r, "masks"):
+                assert (r.masks[i] == o.masks[j]).mean() >= 0.99
+        total += len(r.boxes)
+    assert total > 0, "nothing detected: the comparison would prove nothing"
+
+
+def _exported(predictor: object, tmp: Path, fmt: str = "onnx", **kwargs: object) -> Path:
+    path, _ = export(predictor, fmt=fmt, out_dir=tmp, **kwargs)  # type: ignore[arg-type]
+    return path
+
+
+def test_available_backends_lists_the_installed_runtimes() -> None:
+    assert available_backends() == ["torch", "onnxruntime", "openvino"]
+
+
+def test_yolo_detect_parity_and_metadata(person_torch: Any, frames: list[Frame], tmp_path: Path) -> None:
+    torch_model = person_torch
+    assert torch_model.backend == "torch"
+    ref = torch_model.predict(frames)
+    onnx = _exported(torch_model, tmp_path, dynamic=True)
+    ir = _exported(torch_model, tmp_path, fmt="openvino", dynamic=True)
+    for weights, backend in ((onnx, "onnxruntime"), (onnx, "openvino"), (ir, "openvino")):
+        model = densecnn.load(weights=weights, backend=backend)
+        assert model.backend == backend and model.names == torch_model.names
+        assert_detections_match(ref, model.predict(frames))
+    # the metadata survives the round trip through both formats
+    for path in (onnx, ir):
+        meta = read_meta(path)
+        assert meta.model == torch_model.spec.name and meta.task == "detect" and meta.kind == "yolo-detect"
+        assert meta.names == {0: "person"} and meta.imgsz == (320, 320) and meta.dynamic
+        assert meta.preprocess == {"letterbox": "ultralytics", "stride": 32, "scale": "rgb/255"}
+        assert meta.source == {"file": PERSON_YOLO.name, "sha256": sha256_file(PERSON_YOLO)}
+
+
+def test_static_export_runs_square_letterbox_and_refuses_other_sizes(
+    person_static_onnx: Path, frames: list[Frame], tmp_path: Path
+) -> None:
+    torch_model = densecnn.load(weights=PERSON_YOLO, device="cpu", backend="torch")
+    onnx = person_static_onnx
+    assert not read_meta(onnx).dynamic and read_meta(onnx).batch == 1
+    torch_model.static_input = True  # torch on the same square letterbox the static graph takes
+    ref = torch_model.predict(frames)
+    model = densecnn.load(weights=onnx)
+    assert model.backend == "onnxruntime" and model.static_input
+    assert_detections_match(ref, model.predict(frames))  # 3 frames: run one at a time
+    with pytest.raises(UsageError, match=r"exported for 320x320 inputs with static shapes.*--imgsz 640"):
+        densecnn.load(weights=onnx, imgsz=640)
+    with pytest.raises(UsageError, match=r"ONNX Runtime runs \.onnx files"):
+        densecnn.load(weights=_exported(torch_model, tmp_path, fmt="openvino"), backend="onnxruntime")
+    with pytest.raises(UsageError, match="exported onnx graph; torch runs checkpoints"):
+        densecnn.load(weights=onnx, backend="torch")
+    with pytest.raises(UsageError, match="exported detect model; `densecnn segment` needs"):
+        densecnn.load(weights=onnx, task="segment")
+
+
+def test_onnx_without_metadata_is_refused(person_static_onnx: Path, tmp_path: Path) -> None:
+    import onnx
+
+    model = onnx.load(str(person_static_onnx))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    with pytest.raises(UsageError, match="has no densecnn metadata"):
+        densecnn.load(weights=bare)
+
+
+def test_yolo_instance_segmentation_parity(photos: list[Path], frames: list[Frame], tmp_path: Path) -> None:
+    weights = make_yolo_seg_checkpoint(tmp_path / "seg.pt", images=photos, imgsz=320)
+    torch_model = densecnn.load(weights=weights, imgsz=320, device="cpu", backend="torch")
+    ref = torch_model.predict(frames)
+    onnx = _exported(torch_model, tmp_path, dynamic=True)
+    assert read_meta(onnx).outputs == ("output0", "output1")
+    for backend in RUNTIMES:
+        model = densecnn.load(weights=onnx, backend=backend)
+        assert model.instances
+        assert_detections_match(ref, model.predict(frames))
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [PERSON_UNET, "lraspp"],
+    ids=["unet-densecnn-head", "lraspp-torchvision"],
+)
+def test_semantic_parity(weights: Path | str, frames: list[Frame], tmp_path: Path) -> None:
+    if weights == "lraspp":
+        path = make_segmentation_state_dict(tmp_path / "lraspp.pth", arch="lraspp_mobilenet_v3_large")
+        torch_model = densecnn.load("lraspp_mobilenet_v3_large", weights=path, device="cpu", backend="torch")
+    else:
+        torch_model = densecnn.load(weights=weights, task="segment", device="cpu", backend="torch")
+    ref = torch_model.predict(frames)
+    onnx = _exported(torch_model, tmp_path)
+    assert read_meta(onnx).dynamic  # semantic models see any aspect ratio: always dynamic
+    for backend in RUNTIMES:
+        model = densecnn.load(weights=onnx, task="segment", backend=backend)
+        assert model.backbone == torch_model.backbone
+        for r, o in zip(ref, model.predict(frames), strict=True):
+            assert r.label_map.shape == o.label_map.shape
+            assert (r.label_map == o.label_map).mean() >= 0.99
+    assert len(np.unique(np.concatenate([r.label_map.ravel() for r in ref]))) > 1
+
+
+def test_classifier_parity(frames: list[Frame], tmp_path: Path) -> None:
+    path = make_classifier_weights(tmp_path / "mbv3.pth", arch="mobilenet_v3_small")
+    torch_model = densecnn.load("mobilenet_v3_small", weights=path, device="cpu", backend="torch")
+    ref = torch_model.predict(frames)
+    onnx = _exported(torch_model, tmp_path, dynamic=True)
+    for backend in RUNTIMES:
+        model = densecnn.load(weights=onnx, task="classify", backend=backend)
+        for r, o in zip(ref, model.predict(frames), strict=True):
+            assert list(r.class_ids) == list(o.class_ids)
+            np.testing.assert_allclose(r.scores, o.scores, atol=1e-3)
+
+
+def test_torch_weights_on_each_backend_via_load(
+    person_torch: Any, auto_store: Any, frames: list[Frame]
+) -> None:
+    """``--backend onnxruntime|openvino`` with a checkpoint: exported once into the store, reused."""
+    from densecnn.config import PredictConfig
+    from densecnn.tasks.loading import load_predictor
+
+    ref = person_torch.predict(frames)
+    store = auto_store
+
+    for backend in RUNTIMES:
+        model = load_predictor(PredictConfig(weights=PERSON_YOLO, backend=backend), store=store)
+        assert model.backend == backend and model.runtime is not None and not model.static_input
+        assert_detections_match(ref, model.predict(frames))
+    made = sorted(p.name for p in (store.root / "exports" / "auto").iterdir())
+    assert len(made) == 2 and made[0].endswith("-dynamic-openvino") and made[1].endswith("-dynamic.onnx")
+
+
+def test_auto_measures_once_and_caches_the_choice(auto_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from densecnn.config import PredictConfig
+    from densecnn.runtimes import select
+    from densecnn.tasks.loading import load_predictor
+
+    monkeypatch.delenv("DENSECNN_BACKEND", raising=False)
+    store = auto_store
+    model = load_predictor(PredictConfig(weights=PERSON_YOLO, backend="auto", device="cpu"), store=store)
+    cache = json.loads((store.root / select.CACHE_NAME).read_text())
+    entry = cache["choices"]["yolov8n@320/cpu"]
+    assert set(entry["ms"]) == {"torch", "onnxruntime", "openvino"}
+    assert all(ms > 0 for ms in entry["ms"].values())
+    assert model.backend == entry["backend"]
+
+    def no_measuring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(select, "measure", no_measuring)
+    again = load_predictor(PredictConfig(weights=PERSON_YOLO, backend="auto", device="cpu"), store=store)
+    assert again.backend == entry["backend"]
+    monkeypatch.setenv("DENSECNN_BACKEND", "openvino")
+    assert load_predictor(PredictConfig(weights=PERSON_YOLO), store=store).backend == "openvino"
+
+
+def test_missing_runtime_says_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import densecnn.runtimes as runtimes
+
+    monkeypatch.setattr(runtimes, "installed", lambda backend: backend == "torch")
+    with pytest.raises(UsageError, match=r'pip install "densecnn\[openvino\]"'):
+        densecnn.load(weights=PERSON_YOLO, backend="openvino")
+
+
+def test_faster_rcnn_is_refused_on_other_backends(rcnn_weights: Path) -> None:
+    with pytest.raises(UsageError, match="runs on torch only"):
+        densecnn.load("fasterrcnn_mobilenet_v3_large_320_fpn", weights=rcnn_weights, backend="onnxruntime")
+
+
+def test_cli_export_then_detect_with_the_file(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    images = need_data(COCO8) / "val"
+    r = run_cli("export", "--weights", str(PERSON_YOLO), "--format", "openvino", "--imgsz", "256")
+    assert r.returncode == 0, r.stderr
+    exported = Path(r.stdout.strip().splitlines()[-1])
+    assert exported.parent == tmp_path / "_weights" / "exports" and (exported / "model.xml").is_file()
+    assert read_meta(exported).imgsz == (256, 256)
+    r = run_cli("detect", str(images), "--weights", str(exported), "--max-frames", "2", "--name", "ov")
+    assert r.returncode == 0, r.stderr
+    assert "openvino" in r.stdout
+    summary = json.loads((tmp_path / "runs" / "detect" / "ov" / "summary.json").read_text())
+    assert summary["backend"] == "openvino"
+    r = run_cli("detect", str(images), "--weights", str(exported), "--imgsz", "320")
+    assert r.returncode == 2 and "exported for 256x256" in r.stdout + r.stderr
