@@ -19,75 +19,37 @@ inside the timing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import os
-import platform
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import (
+    BASE_ENV,
+    ROOT,
+    child_env,
+    find_exe,
+    machine_info,
+    run_timed,
+    seeded_weights,
+    wait_idle,
+)
+
+_YOLO_SPEED = re.compile(r"Speed: ([\d.]+)ms preprocess, ([\d.]+)ms inference, ([\d.]+)ms postprocess")
 DEFAULT_SOURCE = ROOT / ".." / "shared" / "data" / "video" / "slow_traffic_small.mp4"
 TOOLS = ("densecnn", "yolo")
 STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
-NET_LOG_ENV = "DENSECNN_BENCH_NET_LOG"
-PROBE_ENV = "DENSECNN_BENCH_PROBE"
-_YOLO_SPEED = re.compile(r"Speed: ([\d.]+)ms preprocess, ([\d.]+)ms inference, ([\d.]+)ms postprocess")
-# The environment the children inherit, taken before this process imports anything heavy: importing
-# ultralytics sets OMP_NUM_THREADS=1 when it is unset, which children would otherwise inherit.
-BASE_ENV = dict(os.environ)
-
-# Installed in both children through PYTHONPATH. Any Python-level attempt to reach the network is
-# written to $DENSECNN_BENCH_NET_LOG and refused at once (an offline machine could otherwise spend
-# seconds in a DNS timeout inside the timed run). C-level sockets are not seen (none were observed
-# with strace either: only AF_UNIX lookups for uuidd/nscd). At exit it writes the torch thread count
-# the process ended with to $DENSECNN_BENCH_PROBE.
-_SITECUSTOMIZE = """\
-import atexit
-import os
-import sys
-
-_LOG = os.environ.get("DENSECNN_BENCH_NET_LOG")
-_NET = {
-    "socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-    "socket.sendto", "socket.sendmsg", "http.client.connect", "urllib.Request",
-}
-
-
-def _hook(event, args):
-    if event not in _NET or not _LOG:
-        return
-    if event.startswith("socket.") and int(getattr(args[0], "family", -1)) == 1:  # AF_UNIX: local
-        return
-    with open(_LOG, "a", encoding="utf-8") as fh:
-        fh.write(f"{os.getpid()} {event} {args!r:.300}\\n")
-    raise OSError(f"network access refused by bench/detect_fps.py ({event})")
-
-
-def _probe():
-    path, torch = os.environ.get("DENSECNN_BENCH_PROBE"), sys.modules.get("torch")
-    if path and torch is not None:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(str(torch.get_num_threads()))
-
-
-sys.addaudithook(_hook)
-atexit.register(_probe)
-"""
 
 
 @dataclass
@@ -111,6 +73,7 @@ class Run:
     torch_threads: int | None = None
     other_cores: float = 0.0  # mean CPU use of everything else on the machine during the run
     steal_cores: float = 0.0
+    load_avg: float = 0.0
     idle_wait_s: float = 0.0
     net_events: list[str] = field(default_factory=list)
     log: str = ""
@@ -194,42 +157,7 @@ def describe_outputs(run_dir: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ weights
 
 
-def make_weights(dest: Path, seed: int) -> Path:
-    """A seeded random-init yolov8n checkpoint from the tests' factory (no download)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    try:
-        from _factories import make_yolo_checkpoint
-    finally:
-        sys.path.remove(str(ROOT / "tests"))
-    return make_yolo_checkpoint(dest, cfg="yolov8n.yaml", seed=seed)
-
-
 # --------------------------------------------------------------------------------------- processes
-
-
-def find_exe(name: str) -> str:
-    local = Path(sys.executable).parent / name
-    if local.is_file():
-        return str(local)
-    found = shutil.which(name)
-    if not found:
-        sys.exit(f"error: `{name}` not found next to {sys.executable} or on PATH")
-    return found
-
-
-def child_env(work: Path) -> dict[str, str]:
-    hook_dir = work / "hook"
-    hook_dir.mkdir(exist_ok=True)
-    (hook_dir / "sitecustomize.py").write_text(_SITECUSTOMIZE, encoding="utf-8")
-    env = dict(BASE_ENV)
-    env.update(
-        YOLO_OFFLINE="1",
-        YOLO_AUTOINSTALL="false",
-        YOLO_CONFIG_DIR=str(work / "yolo_config"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(hook_dir), env.get("PYTHONPATH", "")) if p),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
 
 
 def build_cmd(
@@ -250,67 +178,6 @@ def build_cmd(
     ]  # fmt: skip
 
 
-def machine_cpu_s() -> tuple[float, float]:
-    """CPU-seconds the whole machine has spent busy, and stolen by the hypervisor, since boot."""
-    try:
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return math.nan, math.nan
-    hz = os.sysconf("SC_CLK_TCK")
-    # user nice system idle iowait irq softirq steal ...; guest time is already counted in user
-    return (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz, (
-        ticks[7] if len(ticks) > 7 else 0
-    ) / hz
-
-
-def wait_idle(max_wait: float, threshold: float = 0.25, window: float = 2.0) -> float:
-    """Wait (at most ``max_wait`` s) for a ``window`` with under ``threshold`` cores busy machine-wide."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        b0 = machine_cpu_s()[0]
-        time.sleep(window)
-        load = (machine_cpu_s()[0] - b0) / window
-        if load < threshold or time.monotonic() >= deadline or math.isnan(load):
-            return load
-
-
-def run_timed(
-    cmd: list[str], env: dict[str, str], log_path: Path, timeout: float
-) -> tuple[int, float, Any, float, float]:
-    """Run ``cmd`` to completion: (exit code, wall s, its own rusage from wait4, machine busy CPU-s, steal
-    CPU-s during the run)."""
-    with log_path.open("wb") as log:
-        busy0, steal0 = machine_cpu_s()
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-        def kill() -> None:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:
-            kill()
-            proc.wait()
-            raise
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        busy1, steal1 = machine_cpu_s()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, wall, usage, busy1 - busy0, steal1 - steal0
-
-
 def one_run(
     tool: str, repeat: int, *, exe: str, source: Path, weights: Path, args: argparse.Namespace, work: Path,
     env: dict[str, str], expected_frames: int,
@@ -318,10 +185,8 @@ def one_run(
     out = work / "runs" / tool
     name = f"r{repeat}"
     cmd = build_cmd(tool, exe=exe, source=source, weights=weights, args=args, out=out, name=name)
-    net_log, probe = work / f"net_{tool}_{name}.log", work / f"threads_{tool}_{name}.txt"
     run = Run(tool, repeat, cmd)
-    log_path = work / f"{tool}_{name}.log"
-    env = {**env, NET_LOG_ENV: str(net_log), PROBE_ENV: str(probe)}
+    env = dict(env)
     if tool == "densecnn" and args.densecnn_threads:
         env["OMP_NUM_THREADS"] = str(args.densecnn_threads)
     if args.wait_idle > 0:
@@ -332,17 +197,12 @@ def one_run(
             log(
                 f"  still busy ({load:.2f} cores used by others) after {args.wait_idle:.0f} s: running anyway"
             )
-    rc, wall, usage, busy, steal = run_timed(cmd, env, log_path, args.timeout)
-    run.rc, run.wall_s = rc, wall
-    run.user_s, run.sys_s = usage.ru_utime, usage.ru_stime
-    run.other_cores = max(0.0, (busy - run.user_s - run.sys_s) / wall) if wall > 0 else 0.0
-    run.steal_cores = steal / wall if wall > 0 else 0.0
-    run.max_rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
-    run.log = log_path.read_text(encoding="utf-8", errors="replace")
-    if net_log.exists():
-        run.net_events = net_log.read_text(encoding="utf-8").splitlines()
-    if probe.exists():
-        run.torch_threads = int(probe.read_text(encoding="utf-8"))
+    timed = run_timed(cmd, label=tool, env=env, log_path=work / f"{tool}_{name}.log", timeout=args.timeout)
+    rc = run.rc = timed.rc
+    run.wall_s, run.user_s, run.sys_s = timed.wall_s, timed.user_s, timed.sys_s
+    run.max_rss_mb = timed.max_rss_mb
+    run.other_cores, run.steal_cores, run.load_avg = timed.other_cores, timed.steal_cores, timed.load_avg
+    run.log, run.net_events, run.torch_threads = timed.log, timed.net_events, timed.torch_threads
     run_dir = out / name  # a fresh name per run: neither tool numbers it (name2, ...)
     run.run_dir = str(run_dir)
     run.outputs = describe_outputs(run_dir)
@@ -373,32 +233,6 @@ def one_run(
 
 
 # ------------------------------------------------------------------------------------------- report
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for dist in ("densecnn", "torch", "torchvision", "ultralytics", "av", "opencv-python", "numpy"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "thread_env": {k: BASE_ENV[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in BASE_ENV},
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
 
 
 def summarize(runs: list[Run]) -> dict[str, Any]:
@@ -632,7 +466,7 @@ def _bench(args: argparse.Namespace, source: Path, work: Path) -> int:
         weights_note = "given with --weights"
     else:
         log(f"making weights: yolov8n.yaml, seeded random init (seed {args.seed}) ...")
-        weights = make_weights(work / "yolov8n_seeded.pt", args.seed)
+        weights = seeded_weights("yolov8n", work / "yolov8n_seeded.pt", seed=args.seed)
         weights_note = (
             f"yolov8n.yaml with seeded random init (tests/_factories.py, seed {args.seed}): no official "
             "weights here, but the same architecture and compute as yolov8n (3.2 M params, 8.7 GFLOPs), so "

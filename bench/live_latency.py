@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -28,28 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-VIDEO = ROOT.parent / "shared" / "data" / "video" / "slow_traffic_small.mp4"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DATA, child_env, find_exe, run_timed, seeded_weights
+
+VIDEO = DATA / "video" / "slow_traffic_small.mp4"
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _cpu_busy_s() -> tuple[float, float]:
-    """(busy seconds of all cores, wall clock) from /proc/stat."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK"), time.monotonic()
-
-
-def _seeded_weights(folder: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from _factories import make_yolo_checkpoint
-
-    return make_yolo_checkpoint(folder / "seeded-yolov8n.pt")
 
 
 def _serve(video: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
@@ -64,27 +51,23 @@ def _serve(video: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    weights = args.weights or _seeded_weights(work)
+    weights = args.weights or seeded_weights("yolov8n", work / "seeded-yolov8n.pt")
     server, url = _serve(args.video, _free_port())
-    cmd = [sys.executable, "-m", "densecnn", "detect", url, "-w", str(weights), "--imgsz", str(args.imgsz)]
+    cmd = [find_exe("densecnn"), "detect", url, "-w", str(weights), "--imgsz", str(args.imgsz)]
     cmd += ["--device", "cpu", "--duration", str(args.seconds), "--out", str(work / "runs"), "--quiet"]
     if args.no_save:
         cmd.append("--no-save")
-    env = {**os.environ, "DENSECNN_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    if args.threads:  # torch's intra-op threads (default: one per core)
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    busy0, t0 = _cpu_busy_s()
-    own0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = child_env(work, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.seconds + 300)
-        own1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # densecnn only: the server is not reaped yet
+        timed = run_timed(
+            cmd, label="densecnn", env=env, log_path=work / "densecnn.log", timeout=args.seconds + 300
+        )
     finally:
         server.terminate()
         server.wait(timeout=10)
-    busy1, t1 = _cpu_busy_s()
-    if proc.returncode != 0:
-        sys.exit(f"densecnn failed ({proc.returncode}):\n{proc.stderr}")
-    run_dir = Path(proc.stdout.strip().splitlines()[-1])
+    if not timed.ok:
+        sys.exit(f"densecnn failed ({timed.rc}):\n{timed.log}")
+    run_dir = Path(timed.log.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
         "video": str(args.video),
@@ -100,9 +83,12 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         "reconnects": summary["reconnects"],
         "latency_ms": summary["latency_ms"],
         "stage_ms_per_frame": summary["stage_ms_per_frame"],
-        "machine_cores_busy": round((busy1 - busy0) / (t1 - t0), 2),
-        # densecnn's CPU time for its whole process (start-up and model load included)
-        "densecnn_cpu_s": round(own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime, 2),
+        # cores the rest of the machine (ffmpeg's server included) kept busy meanwhile
+        "other_cores": round(timed.other_cores, 2),
+        "load_avg": round(timed.load_avg, 2),
+        # densecnn's CPU time and peak RSS for its whole process (start-up and model load included)
+        "densecnn_cpu_s": round(timed.cpu_s, 2),
+        "densecnn_max_rss_mb": round(timed.max_rss_mb, 1),
         "cores": os.cpu_count(),
     }
 
@@ -123,8 +109,8 @@ def main() -> None:
     print(
         f"latency p50 {lat.get('p50')} ms  p95 {lat.get('p95')} ms  max {lat.get('max')} ms | "
         f"{result['fps']:.1f} FPS processed, {result['frames']} frames, {result['dropped_frames']} dropped, "
-        f"{result['reconnects']} reconnects | whole machine {result['machine_cores_busy']} of "
-        f"{result['cores']} cores busy, densecnn's process {result['densecnn_cpu_s']} CPU s"
+        f"{result['reconnects']} reconnects | others kept {result['other_cores']} of {result['cores']} "
+        f"cores busy, densecnn's process {result['densecnn_cpu_s']} CPU s, {result['densecnn_max_rss_mb']} MB"
     )
     print("ms per frame:", result["stage_ms_per_frame"])
     if args.json:

@@ -1,34 +1,38 @@
-"""Images per second of ``densecnn segment`` with a YOLO -seg model next to a plain Python loop of
-Ultralytics' ``YOLO(pt).predict`` over the same images, same weights, both on CPU.
+"""Images per second of ``densecnn segment`` over a folder next to a plain Python loop of the upstream
+library over the same images, same weights, both on CPU, as whole processes (bench/_harness.py).
 
-Each side runs as a subprocess timed from start to exit (interpreter start-up, model load, decode,
-inference, and for densecnn its outputs: label-map PNGs, RLE JSONL, COCO json, overlays unless
-``--no-save-overlay``), alternated A B A B so machine noise hits both. The Ultralytics loop calls
-``predict(path, retina_masks=True)`` per image (the masks densecnn makes) and writes nothing. Both get
-the same ``OMP_NUM_THREADS`` (Ultralytics sets 1 when it is unset).
+``--kind yolo-seg`` (default): a YOLO -seg model against a loop of Ultralytics'
+``YOLO(pt).predict(path, retina_masks=True)`` (the masks densecnn makes); the loop writes nothing.
+``--kind semantic``: torchvision's DeepLabV3-MobileNetV3 against a loop that reads each image,
+applies the weights' own transforms (resize 520, normalise), runs the model, upsamples the logits to
+the image and writes the argmax label map as a PNG (what ``densecnn segment`` writes besides its
+overlays and JSONL).
 
-    .venv/bin/python bench/segment_images.py --weights tiny-yolov8n-seg.pt
-    .venv/bin/python bench/segment_images.py --weights w.pt --source ../shared/data/coco128/images/train2017
+Runs alternate densecnn, peer, densecnn, peer... Both get the same ``OMP_NUM_THREADS`` when
+``--threads`` is given (otherwise each its own default: densecnn's thread plan, Ultralytics' 1 when
+unset, torch's one per core for the torchvision loop).
+
+    .venv/bin/python bench/segment_images.py                                  # seeded yolov8n-seg, coco128
+    .venv/bin/python bench/segment_images.py --kind semantic --json seg.json
+    .venv/bin/python bench/segment_images.py --weights W.pt --no-save-overlay --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SOURCE = ROOT / ".." / "shared" / "data" / "coco128" / "images" / "train2017"
-_LOOP = """
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import DATA, alternate, child_env, compare, find_exe, machine_info, run_timed, seeded_weights
+
+DEFAULT_SOURCE = DATA / "coco128" / "images" / "train2017"
+SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+_YOLO_LOOP = """
 import sys, pathlib
-from densecnn.integrations.ultralytics import import_ultralytics
-import_ultralytics()
 from ultralytics import YOLO
 model = YOLO(sys.argv[1])
 paths = sorted(p for p in pathlib.Path(sys.argv[2]).rglob("*") if p.suffix.lower() in {".jpg", ".png"})
@@ -37,45 +41,96 @@ for p in paths:
 print(len(paths))
 """
 
-
-def _timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, cwd=cwd, check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0
+_TORCHVISION_LOOP = """
+import sys, pathlib
+import cv2, torch
+from PIL import Image
+from torchvision.models.segmentation import DeepLabV3_MobileNet_V3_Large_Weights, deeplabv3_mobilenet_v3_large
+model = deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=21, aux_loss=True)
+model.load_state_dict(torch.load(sys.argv[1], weights_only=True))
+model.eval()
+transform = DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT.transforms()
+out = pathlib.Path(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+paths = sorted(p for p in pathlib.Path(sys.argv[2]).rglob("*") if p.suffix.lower() in {".jpg", ".png"})
+with torch.inference_mode():
+    for p in paths:
+        image = Image.open(p).convert("RGB")
+        logits = model(transform(image).unsqueeze(0))["out"]
+        logits = torch.nn.functional.interpolate(logits, size=image.size[::-1], mode="bilinear")
+        cv2.imwrite(str(out / (p.stem + ".png")), logits[0].argmax(0).to(torch.uint8).numpy())
+print(len(paths))
+"""
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", type=Path, required=True)
+    ap.add_argument("--kind", choices=("yolo-seg", "semantic"), default="yolo-seg")
+    ap.add_argument("--weights", type=Path, help="default: seeded weights of the kind's model")
     ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", default=str(os.cpu_count() or 1))
+    ap.add_argument("--threads", default="", help="OMP_NUM_THREADS for both (default: each its own)")
+    ap.add_argument("--wait-idle", type=float, default=0.0, help="seconds to wait for an idle machine")
     ap.add_argument("--no-save-overlay", action="store_true")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    images = [p for p in args.source.rglob("*") if p.suffix.lower() in {".jpg", ".png"}]
-    env = {**os.environ, "OMP_NUM_THREADS": args.threads, "DENSECNN_OFFLINE": "1", "YOLO_OFFLINE": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    times: dict[str, list[float]] = {"densecnn": [], "ultralytics": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.repeats):
-            cmd = [sys.executable, "-m", "densecnn", "segment", str(args.source.resolve()), "--weights",
-                   str(args.weights.resolve()), "--device", "cpu", "--quiet", "--name", f"r{i}"]  # fmt: skip
-            if args.no_save_overlay:
-                cmd.append("--no-save-overlay")
-            times["densecnn"].append(_timed(cmd, env, Path(tmp)))
-            loop = [sys.executable, "-c", _LOOP, str(args.weights.resolve()), str(args.source.resolve())]
-            times["ultralytics"].append(_timed(loop, env, Path(tmp)))
+    source = args.source.resolve()
+    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in SUFFIXES)
+    if not images:
+        sys.exit(f"error: no images under {source}")
+    with tempfile.TemporaryDirectory(prefix="densecnn-seg-bench-") as tmp:
+        work = Path(tmp)
+        weights = args.weights.resolve() if args.weights else _weights(args.kind, work, images)
+        env = child_env(work, **({"OMP_NUM_THREADS": args.threads} if args.threads else {}))
+        env["DENSECNN_WEIGHTS_DIR"] = str(work / "weights")
+        peer = "ultralytics" if args.kind == "yolo-seg" else "torchvision"
+
+        def one(tool: str, repeat: int) -> object:
+            if tool == "densecnn":
+                cmd = [find_exe("densecnn"), "segment", str(source), "--weights", str(weights)]
+                cmd += ["--device", "cpu"]
+                cmd += ["--quiet", "--out", str(work / "runs"), "--name", f"r{repeat}"]
+                if args.kind == "semantic":
+                    cmd += ["--model", "deeplabv3_mobilenet_v3_large"]
+                if args.no_save_overlay:
+                    cmd.append("--no-save-overlay")
+            elif args.kind == "yolo-seg":
+                cmd = [sys.executable, "-c", _YOLO_LOOP, str(weights), str(source)]
+            else:
+                cmd = [
+                    sys.executable,
+                    "-c",
+                    _TORCHVISION_LOOP,
+                    str(weights),
+                    str(source),
+                    str(work / f"tv{repeat}"),
+                ]
+            return run_timed(cmd, label=tool, env=env, log_path=work / f"{tool}{repeat}.log", cwd=work)
+
+        # untimed: the weight cache's one-time measurements (batch size, backend, encoder preset)
+        one("densecnn", 0)
+        runs = alternate(("densecnn", peer), args.repeats, one, wait=args.wait_idle)  # type: ignore[arg-type]
+        failed = [r for r in runs if not r.ok]
+        for r in failed:
+            print(f"{r.label} failed (exit {r.rc}):\n{r.log[-2000:]}")
     report = {
-        tool: {
-            "wall_s": round(statistics.median(t), 2),
-            "images_per_s": round(len(images) / statistics.median(t), 2),
-        }
-        for tool, t in times.items()
+        "kind": args.kind,
+        "source": str(source),
+        "images": len(images),
+        "weights": str(args.weights or f"seeded ({args.kind})"),
+        "summary": compare(runs, ours="densecnn", theirs=peer, units=len(images)),
+        "runs": [r.record() for r in runs],
+        "machine": machine_info(),
     }
-    speeds = [len(images) / statistics.median(times[tool]) for tool in ("densecnn", "ultralytics")]
-    report["ratio_densecnn_over_ultralytics"] = round(speeds[0] / speeds[1], 3)
-    report["images"], report["runs"] = len(images), times
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report["summary"], indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _weights(kind: str, work: Path, images: list[Path]) -> Path:
+    if kind == "yolo-seg":
+        return seeded_weights("yolov8n-seg", work / "seeded-yolov8n-seg.pt", images=images[:8])
+    return seeded_weights("deeplabv3", work / "seeded-deeplabv3-mbv3.pth")
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ class PredictConfig:
     classes: tuple[str, ...] = ()
     device: str = "auto"
     half: bool = False
-    batch: int = 1
+    batch: int | None = None
+    """Frames per forward pass; None: chosen per model and device (``densecnn.batching``)."""
     backend: Backend = "auto"
     max_det: int | None = None
     topk: int = 5
@@ -107,7 +108,7 @@ class PredictConfig:
         if self.imgsz is not None and not 32 <= self.imgsz <= 8192:
             raise UsageError(f"--imgsz must be between 32 and 8192 pixels, got {self.imgsz}.")
         check_choice("--backend", self.backend, Backend)
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch}.")
         if self.max_det is not None and self.max_det < 1:
             raise UsageError(f"--max-det must be at least 1, got {self.max_det}.")

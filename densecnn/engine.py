@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from densecnn.errors import UsageError
 
 if TYPE_CHECKING:
+    from densecnn.batching import BatchChoice
     from densecnn.config import LiveConfig, OutputConfig, PredictConfig, TrackConfig
-    from densecnn.pipeline import Progress, RunSummary, Stage
+    from densecnn.pipeline import Progress, RunSummary, Stage, ThreadPlan
     from densecnn.results import Prediction
     from densecnn.resume import ResumedPart
     from densecnn.sinks.base import Sink
@@ -54,6 +55,9 @@ class PredictionRun:
     engine: dict[str, Any] | None = None  # summary.json's "engine" when not the local one (--engine ray)
     stages: list[Stage] = field(default_factory=list)  # between predictor and sinks (a tracker)
     tasks: dict[str, PredictConfig] | None = None  # densecnn run: each task's settings
+    batch: BatchChoice | None = None  # set by ``open``
+    threads: ThreadPlan | None = None  # set by ``open``
+    _torch_threads_before: int = 0
 
     @classmethod
     def open(
@@ -116,6 +120,8 @@ class PredictionRun:
 
             check_trackable(predictor)
             stages.append(TrackingStage(track))  # type: ignore[arg-type]
+        if not live and predictor.device.type == "cuda":  # decode where the model runs: NVDEC
+            src.hwaccel = f"cuda:{predictor.device.index or 0}"
         run_dir = None
         sinks: list[Sink] = []
         skipped = 0
@@ -160,6 +166,11 @@ class PredictionRun:
             run.sinks.append(run.display)
         if live:  # pay lazy initialisation before the streams open, not on their first frames
             _warm_up(predictor)
+        from densecnn.pipeline import apply_thread_plan, plan_threads
+
+        run.threads = plan_threads()
+        run._torch_threads_before = apply_thread_plan(run.threads)  # before the batch size is measured
+        run.batch = _batch_for(run)
         return run
 
     @property
@@ -185,7 +196,7 @@ class PredictionRun:
             predictor=self.predictor,
             sinks=self.sinks,
             summary=self.summary,
-            batch=self.pcfg.batch,
+            batch=self.batch.size if self.batch is not None else self.pcfg.batch or 1,
             on_error=self.ocfg.on_error,
             progress=progress,
             total_frames=self.src.estimated_frames(),
@@ -253,6 +264,8 @@ class PredictionRun:
             "device": str((self.engine or {}).get("device") or self.predictor.device),  # Ray: the workers'
             "backend": self.predictor.backend,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
+            **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
+            **({"threads": self.threads.to_dict()} if self.threads else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             **({"classes": models["classes"]} if "classes" in models else {}),
             **self.summary.to_dict(),
@@ -270,6 +283,7 @@ class PredictionRun:
         from densecnn.redact import redact_obj
 
         if self.run_dir is None:
+            self._restore_threads()
             return
         try:
             if self.summary is not None:
@@ -282,8 +296,30 @@ class PredictionRun:
         """Unlock the run folder without writing summary.json (a run that broke off)."""
         from densecnn.fsutil import release_run_dir
 
+        self._restore_threads()
         if self.run_dir is not None:
             release_run_dir(self.run_dir)
+
+    def _restore_threads(self) -> None:
+        """An API caller's torch thread count is theirs again once the run is over."""
+        if self._torch_threads_before:
+            import torch
+
+            torch.set_num_threads(self._torch_threads_before)
+            self._torch_threads_before = 0
+
+
+def _batch_for(run: PredictionRun) -> BatchChoice:
+    """``--batch``, else 1 for live sources, else the measured best for this model (densecnn.batching)."""
+    from densecnn.batching import choose_batch
+    from densecnn.zoo.store import WeightStore
+
+    frames = 0 if run.live else run.src.estimated_frames()
+    if run.lcfg.max_frames:
+        frames = min(frames, run.lcfg.max_frames) if frames else run.lcfg.max_frames
+    return choose_batch(
+        run.predictor, requested=run.pcfg.batch, live=run.live, frames=frames, cache_dir=WeightStore().root
+    )
 
 
 def _write_report(run_dir: Path) -> None:

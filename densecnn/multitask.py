@@ -170,12 +170,12 @@ def make_sinks(
     (``ocfg.save``), then each task's own sinks writing into ``run_dir/<task>`` (no annotated
     outputs of their own: the combined ones show every task). ``tracked``: the tracked task."""
     from densecnn import outputs
-    from densecnn.sinks import ErrorsSink, ImageSink, JsonlSink, VideoSink
+    from densecnn.sinks import ErrorsSink, ImageSink, JsonlSink
 
     stride = next(iter(configs.values())).vid_stride
     sinks: list[Sink] = [ErrorsSink(run_dir / "errors.jsonl"), JsonlSink(run_dir / "predictions.jsonl")]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=stride)]
+        sinks += [ImageSink(run_dir), outputs.video_sink(run_dir, stride, gpu=outputs.on_gpu(predictor))]
     own = replace(ocfg, save=False)
     for task, p in predictor.predictors.items():
         folder = run_dir / task

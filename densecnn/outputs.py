@@ -96,22 +96,39 @@ def input_done(run_dir: Path, ref: InputRef, *, overlay: bool = False) -> bool:
     return is_complete(run_dir, ref.source, video=ref.kind == "video", overlay=overlay)
 
 
-def input_sinks(task: str, run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig) -> list[Sink]:
+def input_sinks(
+    task: str, run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, *, gpu: bool = False
+) -> list[Sink]:
     """The outputs named after each input, in the order the local engine writes them: masks,
     overlays or annotated images and videos, labels, crops. Both engines write these under
-    ``run_dir`` (the Ray engine from its workers): their names depend only on the input."""
-    from densecnn.sinks import CropsSink, ImageSink, LabelsSink, MaskSink, VideoSink
+    ``run_dir`` (the Ray engine from its workers): their names depend only on the input. ``gpu``:
+    the model runs on CUDA (the video encoder may too)."""
+    from densecnn.sinks import CropsSink, ImageSink, LabelsSink, MaskSink
 
     sinks: list[Sink] = []
     if task == "segment" and ocfg.save_masks:
         sinks.append(MaskSink(run_dir))
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+        sinks += [ImageSink(run_dir), video_sink(run_dir, pcfg.vid_stride, gpu=gpu)]
     if task == "detect" and ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if task == "detect" and ocfg.save_crops:
         sinks.append(CropsSink(run_dir))
     return sinks
+
+
+def video_sink(run_dir: Path, vid_stride: int, *, gpu: bool) -> Sink:
+    """H.264: NVENC when the model runs on CUDA (``gpu``) and NVENC works, else libx264 with the
+    preset measured on this machine (cached in the weight cache folder)."""
+    from densecnn.sinks.video import VideoSink
+    from densecnn.zoo.store import WeightStore
+
+    return VideoSink(run_dir, vid_stride=vid_stride, cache_dir=WeightStore().root, gpu=gpu)
+
+
+def on_gpu(predictor: Predictor) -> bool:
+    """The predictor runs on CUDA."""
+    return getattr(getattr(predictor, "device", None), "type", "cpu") == "cuda"
 
 
 def finish_sink(task: str, root: Path, ocfg: OutputConfig, *, append: bool) -> Sink | None:
@@ -168,21 +185,21 @@ def _ledger_task_sinks(
                 table.add_record(row)  # type: ignore[attr-defined]
     finish = finish_sink(task, run_dir, ocfg, append=ledger is not None)
     assert finish is not None
-    return [jsonl, *tables, *input_sinks(task, run_dir, ocfg, pcfg), finish]
+    return [jsonl, *tables, *input_sinks(task, run_dir, ocfg, pcfg, gpu=on_gpu(predictor)), finish]
 
 
 def _track_sinks(run_dir: Path, ocfg: OutputConfig, pcfg: PredictConfig, predictor: Predictor) -> list[Sink]:
     """predictions.jsonl (with track ids and counts) and predictions.csv (a row per tracked detection)
     always; annotated images and videos (ids, trails, lines, zones), labels and crops as asked. No
     COCO file and no --resume: a tracker's state cannot be picked up half-way through a video."""
-    from densecnn.sinks import CropsSink, DetectionsCsvSink, ImageSink, JsonlSink, LabelsSink, VideoSink
+    from densecnn.sinks import CropsSink, DetectionsCsvSink, ImageSink, JsonlSink, LabelsSink
 
     sinks: list[Sink] = [
         JsonlSink(run_dir / "predictions.jsonl"),
         DetectionsCsvSink(run_dir / "predictions.csv"),
     ]
     if ocfg.save:
-        sinks += [ImageSink(run_dir), VideoSink(run_dir, vid_stride=pcfg.vid_stride)]
+        sinks += [ImageSink(run_dir), video_sink(run_dir, pcfg.vid_stride, gpu=on_gpu(predictor))]
     if ocfg.save_txt:
         sinks.append(LabelsSink(run_dir, save_conf=ocfg.save_conf))
     if ocfg.save_crops:
@@ -219,7 +236,12 @@ def _segment_sinks(
                 for table in tables:
                     table.add_record(row)  # type: ignore[attr-defined]
     finish = finish_sink("segment", run_dir, ocfg, append=ocfg.resume)
-    return [jsonl, *tables, *input_sinks("segment", run_dir, ocfg, pcfg), *([finish] if finish else [])]
+    return [
+        jsonl,
+        *tables,
+        *input_sinks("segment", run_dir, ocfg, pcfg, gpu=on_gpu(predictor)),
+        *([finish] if finish else []),
+    ]
 
 
 def _row_done(run_dir: Path, row: dict[str, Any], *, overlay: bool = False) -> bool:

@@ -42,6 +42,52 @@ from densecnn.tasks.base import Predictor, StageTimer
 STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
 
 
+@dataclass(frozen=True)
+class ThreadPlan:
+    """Where a run's CPU goes, on ``cores`` cores: ``torch`` intra-op threads for the model on the
+    main thread; the reader thread decodes (FFmpeg's own threads, ``AUTO``), the writer thread draws
+    and encodes (``encoder`` libx264 threads, preset measured: ``densecnn.sinks.video``).
+
+    On one or two cores the model gets every core: it is most of the work (about 35 ms a frame for
+    yolov8n at 320 on this class of CPU against about 7 ms for decoding, drawing and encoding
+    together), OpenMP's threads sleep when idle (``OMP_WAIT_POLICY=PASSIVE``), so the reader and
+    writer take a core back whenever they have a frame, and a core reserved for them would stand
+    idle most of the time. From three cores on, one core is left to them so that neither waits for
+    the model's threads. ``OMP_NUM_THREADS`` set by the user wins (``origin`` "OMP_NUM_THREADS").
+    """
+
+    cores: int
+    torch: int
+    encoder: int
+    origin: str = "plan"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cores": self.cores, "torch": self.torch, "encoder": self.encoder, "origin": self.origin}
+
+
+def plan_threads(cores: int | None = None) -> ThreadPlan:
+    """The plan for this machine (``cores``: usable cores, default this process's affinity)."""
+    import os
+
+    from densecnn.sinks.video import encoder_threads, usable_cores
+
+    cores = cores or usable_cores()
+    user = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if user.isdigit() and int(user) > 0:
+        return ThreadPlan(cores, int(user), encoder_threads(cores), "OMP_NUM_THREADS")
+    return ThreadPlan(cores, cores if cores <= 2 else cores - 1, encoder_threads(cores))
+
+
+def apply_thread_plan(plan: ThreadPlan) -> int:
+    """Set torch's intra-op threads to the plan's; returns the count before (to restore)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if plan.torch != before:
+        torch.set_num_threads(plan.torch)
+    return before
+
+
 class _Done:
     """End-of-stream marker; carries the exception that ended a stage early, if any."""
 

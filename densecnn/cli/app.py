@@ -23,6 +23,7 @@ def _root(version: opt.Version = False) -> None:
 
 def _register() -> None:
     from densecnn.cli import (
+        bench,
         classify,
         detect,
         doctor,
@@ -66,6 +67,11 @@ def _register() -> None:
         no_args_is_help=True,
         short_help="Export a model to ONNX or OpenVINO (self-describing, for --weights).",
     )(export.export)
+    app.command(
+        "bench",
+        no_args_is_help=True,
+        short_help="Benchmark models x backends x sizes on a video or folder: FPS, stages, RSS, accuracy.",
+    )(bench.bench)
     app.command(
         "doctor",
         short_help="Check what this machine offers densecnn: libraries, GPU, codecs, display, weights.",

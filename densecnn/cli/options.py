@@ -173,7 +173,16 @@ ExportHalf = Annotated[
         "--device cuda).",
     ),
 ]
-Batch = Annotated[int, option("--batch", help="Images or video frames per batch.")]
+_BATCH = option("--batch", help="Images or video frames per batch.")
+Batch = Annotated[int, _BATCH]
+PredictBatch = Annotated[
+    int | None,
+    noted(
+        _BATCH,
+        "Default: for files, the fastest of 1, 2, 4, 8 for this model and device, measured once and "
+        "cached (batch_sizes.json in the weight cache); live sources 1. Results do not depend on it.",
+    ),
+]
 BackendOpt = Annotated[
     BackendChoice,
     option(
@@ -671,7 +680,7 @@ class Shared:
 
     device: Device = PredictConfig.device
     half: Half = PredictConfig.half
-    batch: Batch = PredictConfig.batch
+    batch: PredictBatch = PredictConfig.batch
     backend: BackendOpt = PredictConfig.backend  # type: ignore[assignment]
     vid_stride: VidStride = PredictConfig.vid_stride
     out: Out = OutputConfig.project
@@ -767,3 +776,29 @@ def shared_options(task: str) -> Callable[[Callable[..., None]], Callable[..., N
         return wrapper
 
     return decorate
+
+
+# ---- densecnn bench ------------------------------------------------------------------------------
+
+BenchSource = Annotated[
+    str,
+    typer.Argument(
+        help="A video, folder of images, glob or .txt list: what every model runs on.", show_default=False
+    ),
+]
+BenchModels = Annotated[
+    list[str] | None,
+    noted(Model.__metadata__[0], "Repeat for several (default: each task's zoo default, unless --weights)."),
+]
+BenchWeights = Annotated[list[Path] | None, noted(_WEIGHTS, "Repeat for several.")]
+BenchBackends = Annotated[
+    list[BackendChoice] | None,  # type: ignore[valid-type]
+    noted(BackendOpt.__metadata__[0], "bench: repeat for several (default: every available backend)."),
+]
+BenchSizes = Annotated[list[int] | None, noted(_IMGSZ, "Repeat for several.")]
+BenchFrames = Annotated[
+    int, option("--frames", help="Frames (or images) each model runs on, after an untimed warm-up.")
+]
+BenchData = Annotated[
+    Path | None, noted(_DATA, "bench: also report `densecnn eval`'s headline metric on it (every image).")
+]

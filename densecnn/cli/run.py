@@ -90,7 +90,7 @@ def run_prediction(
             console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
         console.print(
             f"[bold]densecnn {task}[/] {run.model_label} on {describe(run.predictor.device)}, "
-            f"{run.predictor.backend}: "
+            f"{run.predictor.backend}" + (f", {run.batch.describe()}" if run.batch is not None else "") + ": "
             f"{_describe_inputs(run)} → {run.run_dir}"
         )
         if run.resuming:

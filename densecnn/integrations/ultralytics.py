@@ -19,13 +19,20 @@ def import_ultralytics() -> ModuleType:
     ``YOLO_OFFLINE`` makes its online check false (no downloads, no events), ``YOLO_AUTOINSTALL=false``
     stops it pip-installing anything, ``ULTRALYTICS_SAFE_LOAD`` makes checkpoint loading
     ``weights_only`` against its allow-list of model classes. These are read at import time.
+
+    Importing ultralytics sets ``OMP_NUM_THREADS=1`` when it is unset (for its training); that is
+    undone here, so the thread plan (``densecnn.pipeline.plan_threads``) still tells a user's setting
+    from none.
     """
     os.environ["YOLO_OFFLINE"] = "1"
     os.environ["YOLO_AUTOINSTALL"] = "false"
     os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"
     os.environ.setdefault("YOLO_VERBOSE", "false")
+    user_threads = os.environ.get("OMP_NUM_THREADS")
     import ultralytics
 
+    if user_threads is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
     return ultralytics
 
 

@@ -247,6 +247,7 @@ class FileSource:
     ) -> None:
         self.inputs = inputs
         self.vid_stride = vid_stride
+        self.hwaccel: str | None = None  # decode videos on this device ("cuda:0"): set for GPU models
         self.form = form
         self.spec = spec
         self._estimate: int | None = None
@@ -282,6 +283,6 @@ class FileSource:
             if stop is not None and stop.is_set():
                 return
             if ref.kind == "video":
-                yield from video_events(ref, self.vid_stride, stop)
+                yield from video_events(ref, self.vid_stride, stop, self.hwaccel)
             else:
                 yield from image_events(ref, on_corrupt=self.on_corrupt)

@@ -61,16 +61,35 @@ def probe_frame_count(path: Path) -> int:
         return 0
 
 
-def video_events(ref: InputRef, vid_stride: int, stop: threading.Event | None) -> Iterator[SourceEvent]:
+def open_video(path: Path, hwaccel: str | None = None) -> InputContainer:
+    """``av.open`` for decoding, on ``hwaccel``'s device when given ("cuda", "cuda:1", "vaapi"...):
+    FFmpeg decodes there and hands back frames in system memory, falling back to software for streams
+    the hardware cannot decode. A device that cannot be opened at all means software decoding."""
+    if hwaccel:
+        from av.codec.hwaccel import HWAccel
+
+        kind, _, index = hwaccel.partition(":")
+        try:
+            accel = HWAccel(device_type=kind, device=index or None, allow_software_fallback=True)
+            return av.open(str(path), hwaccel=accel)
+        except (av.FFmpegError, OSError, ValueError, RuntimeError):
+            pass  # no such device here: decode on the CPU
+    return av.open(str(path))
+
+
+def video_events(
+    ref: InputRef, vid_stride: int, stop: threading.Event | None, hwaccel: str | None = None
+) -> Iterator[SourceEvent]:
     """``InputStart``, every ``vid_stride``-th ``Frame``, maybe ``InputFailure``, ``InputEnd``.
 
     Checks ``stop`` between frames; the container is closed when the generator ends or is closed.
+    ``hwaccel``: decode on that device (see :func:`open_video`).
     """
     if not ref.path.is_file():
         yield from _failed(ref, "is a folder, not a video file" if ref.path.is_dir() else "file not found")
         return
     try:
-        container = av.open(str(ref.path))
+        container = open_video(ref.path, hwaccel)
     except (av.FFmpegError, OSError, ValueError) as e:
         hint = (
             " (not a video, or truncated: an MP4 whose writer died has no index)"

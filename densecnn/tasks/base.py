@@ -8,7 +8,7 @@ always in original-image pixels.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,8 +88,31 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def batch_key(self, frame: Frame) -> Hashable:
+        """Frames with equal keys can share one forward pass with results identical to one at a time.
+
+        The default (one key for all) suits predictors whose input size does not depend on the
+        frame's (a fixed crop). Predictors whose network input follows the image size return that
+        size, so a batch of mixed sizes is run as one forward pass per size, never padded to the
+        largest (padding would change what the network sees, and so its outputs).
+        """
+        return None
+
     def predict(self, frames: Sequence[Frame]) -> list[Result]:
-        """One result for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes."""
+        """One result for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes; those
+        with equal :meth:`batch_key` go through one ``preprocess`` → ``forward`` → ``postprocess``."""
+        groups: dict[Hashable, list[int]] = {}
+        for i, frame in enumerate(frames):
+            groups.setdefault(self.batch_key(frame), []).append(i)
+        if len(groups) == 1:
+            return self._predict_group(frames)
+        results: list[Result | None] = [None] * len(frames)
+        for indices in groups.values():
+            for i, result in zip(indices, self._predict_group([frames[i] for i in indices]), strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]  # every index was filled
+
+    def _predict_group(self, frames: Sequence[Frame]) -> list[Result]:
         n = len(frames)
         with torch.inference_mode():
             t0 = time.perf_counter()

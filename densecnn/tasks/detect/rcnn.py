@@ -38,6 +38,11 @@ class TorchvisionDetector(Predictor):
         self.half = half
         self.names = dict(names)
 
+    def batch_key(self, frame: Frame) -> tuple[int, ...]:
+        """The image size: torchvision pads a batch to its largest image, which would change the
+        results of the smaller ones, so only equally sized frames share a forward pass."""
+        return frame.image.shape
+
     def preprocess(self, frames: Sequence[Frame]) -> list[torch.Tensor]:
         """BGR uint8 frames → RGB float ``(3, H, W)`` tensors in [0, 1] on the device (sizes may differ)."""
         out = []

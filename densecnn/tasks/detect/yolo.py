@@ -214,16 +214,26 @@ class YoloDetector(Predictor):
             int8_ignored=[rf".*/model\.{head}/.*"],
         )
 
-    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
-        """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device."""
+    def letterbox(self) -> Any:
+        """Ultralytics' LetterBox as ``yolo predict`` uses it one image at a time: to the smallest stride
+        multiple, or exactly ``imgsz`` for a static exported graph."""
         from ultralytics.data.augment import LetterBox
 
-        images = [f.image for f in frames]
-        same_shapes = len({im.shape for im in images}) == 1
-        # A static exported graph takes exactly imgsz x imgsz: no minimal-rectangle letterbox then.
-        rect = same_shapes and not self.static_input
-        letterbox = LetterBox(self.imgsz, auto=rect, stride=self.stride)
-        boxed = [letterbox(image=im) for im in images]
+        return LetterBox(self.imgsz, auto=not self.static_input, stride=self.stride)
+
+    def batch_key(self, frame: Frame) -> tuple[int, int]:
+        """The letterboxed input size: frames that share it share a forward pass (see ``preprocess``)."""
+        p = self.letterbox().get_params({"img": frame.image})
+        return p["new_unpad"][1] + p["top"] + p["bottom"], p["new_unpad"][0] + p["left"] + p["right"]
+
+    def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device.
+
+        Each frame is letterboxed on its own, as ``yolo predict`` does one image at a time, so a frame's
+        result does not depend on its batch; the pipeline batches only frames of one :meth:`batch_key`.
+        """
+        letterbox = self.letterbox()
+        boxed = [letterbox(image=f.image) for f in frames]
         x = torch.from_numpy(boxed[0]).unsqueeze(0) if len(boxed) == 1 else torch.from_numpy(np.stack(boxed))
         x = x.to(self.device)  # upload uint8 (4x less than float), convert on the device
         x = x.permute(0, 3, 1, 2).contiguous().flip(1)

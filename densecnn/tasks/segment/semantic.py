@@ -129,6 +129,10 @@ class SemanticSegmenter(TensorPredictor):
             model=model, preprocess=preprocess, names=names, device=device, half=half, in_channels=in_channels
         )
 
+    def batch_key(self, frame: Frame) -> tuple[int, ...]:
+        """The image size: equally sized frames give equally sized network inputs."""
+        return frame.image.shape
+
     def preprocess(self, frames: Sequence[Frame]) -> list[torch.Tensor]:
         """BGR uint8 frames of any sizes → normalised float ``(C, h, w)`` tensors on the device, the
         shorter side ``resize`` pixels (one per frame: sizes may differ)."""
