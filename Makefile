@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SETUP ?= setup
+# Extras installed into .venv: the tests exercise every backend, INT8 export and the Ray engine.
+EXTRAS ?= dev,onnx,openvino,int8,ray
 DEMO_SOURCE ?= samples
 DEMO_OUT    ?= runs/demo
 DEMO_ARGS   ?=
@@ -17,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 # Offline on purpose: with no official weights cached, densecnn says it uses its embedded models.
@@ -38,10 +40,11 @@ models: $(SETUP)
 sysdeps:
 	@bash .ci/sysdeps
 
-# Serial on purpose: under pytest-xdist (5 min instead of 9) an in-process training run whose DataLoader
-# forks its workers while xdist's I/O thread holds a lock hung once in three runs.
+# Two workers, one test file per worker (module fixtures are built once). Training DataLoaders start
+# their workers with forkserver, so forking beside xdist's I/O thread cannot hang them.
+PYTEST_WORKERS ?= 2
 test: setup sysdeps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check densecnn tests
