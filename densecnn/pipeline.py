@@ -454,11 +454,13 @@ def _predict_loop(
             pending, n_frames = [], 0
 
 
-def predict_events(pending: list[Any], predictor: Predictor) -> list[Any]:
-    """``pending`` (source events and frames, in order) with its frames predicted as one batch and
-    replaced by their :class:`Prediction`: what a :class:`SinkFeed` takes, in the same order."""
+def predict_events(pending: list[Any], predictor: Predictor, batch: int = 0) -> list[Any]:
+    """``pending`` (source events and frames, in order) with its frames predicted in forward passes
+    of ``batch`` frames (0: all in one) and replaced by their :class:`Prediction`: what a
+    :class:`SinkFeed` takes, in the same order."""
     frames = [x for x in pending if isinstance(x, Frame)]
-    results = iter(predictor.predict(frames)) if frames else iter(())
+    step = batch or len(frames) or 1
+    results = iter([r for i in range(0, len(frames), step) for r in predictor.predict(frames[i : i + step])])
     return [Prediction(x, next(results)) if isinstance(x, Frame) else x for x in pending]
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from densecnn.errors import UsageError
 from densecnn.ray_engine import merge, require_ray
 from densecnn.ray_engine.listing import LOCAL_ONLY, list_inputs
-from densecnn.ray_engine.worker import STAGES, ShardWorker, read_stage
+from densecnn.ray_engine.worker import IMAGES_PER_CALL, STAGES, ShardWorker, read_stage
 
 if TYPE_CHECKING:
     from densecnn.config import EngineConfig, LiveConfig, OutputConfig, PredictConfig
@@ -34,6 +34,7 @@ class WorkerStats:
 
     node: str = ""
     device: str = ""
+    batch: str = ""  # the forward batch size and where it came from (densecnn.batching)
     inputs: int = 0
     frames: int = 0
     busy_s: float = 0.0
@@ -45,6 +46,7 @@ class WorkerStats:
             "worker": shard,
             "node": self.node,
             "device": self.device,
+            "batch": self.batch,
             "inputs": self.inputs,
             "frames": self.frames,
             "busy_s": round(self.busy_s, 3),
@@ -188,6 +190,7 @@ class RayRun:
             reported[str(source)] = shard
             stats = self.workers.setdefault(shard, WorkerStats())
             stats.node, stats.device = str(batch["node"][i]), str(batch["device"][i])
+            stats.batch = str(batch["batch"][i])
             stats.load_s = float(batch["load_s"][i])
             stats.inputs += 1
             stats.frames += int(batch["frames"][i])
@@ -216,7 +219,9 @@ class RayRun:
         ctx.enable_progress_bars = False  # the CLI shows its own
         ctx.print_on_execution_start = self.verbose
         self.n_workers = ecfg.workers or _auto_workers(ray, ecfg)
-        batch = run.pcfg.batch
+        # images per worker call: --batch (also the forward batch), else IMAGES_PER_CALL, which each
+        # worker splits into forward passes of the batch size it measures (densecnn.batching)
+        batch = run.pcfg.batch or IMAGES_PER_CALL
         # workers run in their own folders (and on other machines): local paths go as absolute paths
         local = self.filesystem is None
         items = [
@@ -242,6 +247,7 @@ class RayRun:
                 "ocfg": run.ocfg,
                 "run_dir": str(run.run_dir.absolute()),
                 "class_names": self.class_names,
+                "run_images": math.ceil(len(items) / self.n_workers),
             },
             batch_size=batch,
             compute=ray.data.ActorPoolStrategy(size=self.n_workers),

@@ -28,6 +28,10 @@ SHARDS = ".ray-shards"
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "draw", "encode")
 
+IMAGES_PER_CALL = 16
+"""Images per worker call without ``--batch``; each worker splits them into forward passes of the
+batch size chosen for its model and device (:func:`densecnn.batching.choose_batch`)."""
+
 
 def read_stage(batch: dict[str, np.ndarray], *, filesystem: Any = None) -> dict[str, Any]:
     """Ray Data stage: add each file's raw bytes (``data``) or why they could not be read
@@ -48,7 +52,9 @@ def read_stage(batch: dict[str, np.ndarray], *, filesystem: Any = None) -> dict[
 
 
 class ShardWorker:
-    """One actor of the pool (Ray Data calls it on batches of ``--batch`` images)."""
+    """One actor of the pool (Ray Data calls it on batches of ``--batch`` images, or
+    ``IMAGES_PER_CALL``). ``run_images``: about how many images this worker will see, so a short run
+    does not pay for a batch-size measurement."""
 
     def __init__(
         self,
@@ -58,17 +64,23 @@ class ShardWorker:
         ocfg: Any,
         run_dir: str,
         class_names: tuple[str, ...] | None = None,
+        run_images: int = 0,
     ) -> None:
         from densecnn import outputs
+        from densecnn.batching import choose_batch
         from densecnn.draw import draw_result
         from densecnn.pipeline import RunSummary, SinkFeed
         from densecnn.sinks import ErrorsSink, JsonlSink
         from densecnn.tasks.loading import load_predictor
+        from densecnn.zoo.store import WeightStore
 
         started = time.perf_counter()
         self.task, self.ocfg = task, ocfg
         # densecnn.load builds predictors with this same call
         self.predictor = load_predictor(pcfg, task=task, class_names=class_names)
+        self.batch = choose_batch(
+            self.predictor, requested=pcfg.batch, live=False, frames=run_images, cache_dir=WeightStore().root
+        )
         root = Path(run_dir)
         self.shard = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         shard_dir = root / SHARDS / self.shard
@@ -86,7 +98,13 @@ class ShardWorker:
         self.feed = SinkFeed(self.sinks, self.summary, draw=outputs.drawer(task, ocfg) or draw_result)
         self.node = socket.gethostname()
         device = str(self.predictor.device)
-        info = {"shard": self.shard, "pid": os.getpid(), "node": self.node, "device": device}
+        info = {
+            "shard": self.shard,
+            "pid": os.getpid(),
+            "node": self.node,
+            "device": device,
+            "batch": self.batch.describe(),
+        }
         (shard_dir / "worker.json").write_text(json.dumps(info) + "\n", encoding="utf-8")
         self.load_s = time.perf_counter() - started
 
@@ -111,7 +129,7 @@ class ShardWorker:
         labels: dict[str, list[str]] = {str(s): [] for s in batch["source"]}
         frames = dict.fromkeys(labels, 0)
         failed = dict.fromkeys(labels, "")
-        for item in predict_events(events, self.predictor):
+        for item in predict_events(events, self.predictor, self.batch.size):
             self.feed.handle(item)
             if isinstance(item, Prediction):
                 frames[item.frame.source] += 1
@@ -127,6 +145,7 @@ class ShardWorker:
             "shard": [self.shard] * n,
             "node": [self.node] * n,
             "device": [str(self.predictor.device)] * n,
+            "batch": [self.batch.describe()] * n,
             "frames": [frames[s] for s in labels],
             "error": [failed[s] for s in labels],
             "labels": [json.dumps(labels[s]) for s in labels],

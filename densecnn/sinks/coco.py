@@ -88,13 +88,15 @@ class CocoSink(Sink):
 
     def _add(self, image_id: int, cid: int, name: str, box: Any, score: float, rle: Any, area: Any) -> None:
         """One annotation: ``box`` xyxy → COCO xywh; an instance mask's RLE and pixel area when given."""
-        x1, y1, x2, y2 = (float(v) for v in box)
-        w, h = max(x2 - x1, 0.0), max(y2 - y1, 0.0)
+        # From the box as predictions.jsonl rounds it, so both files agree to the last digit even
+        # when two runs differ below that rounding (thread counts, batch sizes).
+        x1, y1, x2, y2 = (round(float(v), 2) for v in box)
+        w, h = round(max(x2 - x1, 0.0), 2), round(max(y2 - y1, 0.0), 2)
         ann: dict[str, Any] = {
             "id": len(self._annotations) + 1,
             "image_id": image_id,
             "category_id": self._category(cid, name),
-            "bbox": [round(x1, 2), round(y1, 2), round(w, 2), round(h, 2)],
+            "bbox": [x1, y1, w, h],
             "area": round(w * h, 2),
             "score": round(score, 5),
             "iscrowd": 0,
