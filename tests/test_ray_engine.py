@@ -218,6 +218,8 @@ def test_resume_after_the_driver_is_killed(
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["resumed"] is True and summary["skipped_done"] >= 2
     assert summary["inputs"] == len(good) + len(BAD) and summary["frames"] == len(good)
+    # no --batch: the worker chose its forward batch as a local run would (a short run: unmeasured)
+    assert [w["batch"] for w in summary["engine"]["per_worker"]] == ["batch 4 (short run)"]
 
 
 def test_videos_and_live_sources_are_refused(tmp_path: Path, run_cli: Any) -> None:
