@@ -8,6 +8,7 @@ was not exported for is refused with a message that says what to do.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ from conftest import COCO8, DATA, ROOT, need_data
 import densecnn
 from densecnn.errors import UsageError
 from densecnn.results import Frame
-from densecnn.runtimes import available_backends
+from densecnn.runtimes import available_backends, import_openvino
 from densecnn.runtimes.export import export
 from densecnn.runtimes.meta import read_meta
 from densecnn.zoo.store import sha256_file
 
 pytest.importorskip("onnxruntime")
+if importlib.util.find_spec("openvino") is not None:
+    import_openvino()  # as densecnn imports it: with OpenVINO's telemetry off
 pytest.importorskip("openvino")
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -276,3 +279,46 @@ def test_cli_export_then_detect_with_the_file(run_cli, tmp_path: Path) -> None: 
     assert summary["backend"] == "openvino"
     r = run_cli("detect", str(images), "--weights", str(exported), "--imgsz", "320")
     assert r.returncode == 2 and "exported for 256x256" in r.stdout + r.stderr
+
+
+_NO_TELEMETRY = """
+import sys
+
+def refuse(event, args):  # logged at once (senders run in threads, some after main returns), refused
+    if event in ("urllib.Request", "socket.connect", "socket.getaddrinfo", "http.client.connect"):
+        with open(sys.argv[3], "a") as log:
+            log.write(f"{event} {str(args)[:120]}\\n")
+        raise OSError("network refused by the test")
+
+sys.addaudithook(refuse)
+import onnx
+from onnx import TensorProto, helper
+
+from densecnn.runtimes import import_openvino
+
+ov = import_openvino()
+io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3]) for n in ("x", "y")]
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", io[:1], io[1:])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), sys.argv[1])
+ov.save_model(ov.convert_model(sys.argv[1]), sys.argv[2])
+ov.Core().compile_model(sys.argv[2], "CPU")
+import nncf  # noqa: F401  (NNCF's own telemetry goes through the same package)
+"""
+
+
+def test_openvino_sends_no_telemetry(tmp_path: Path) -> None:
+    """Importing OpenVINO and converting a model sends usage events to Google Analytics unless the
+    user opted out; densecnn's import of it must not reach for the network at all."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("nncf")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI")}  # both turn it off
+    log = tmp_path / "network.log"
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_TELEMETRY, str(tmp_path / "m.onnx"), str(tmp_path / "m.xml"), str(log)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert not log.exists(), log.read_text()

@@ -12,11 +12,21 @@ fastest of them for the model, device and input size from a measurement cached o
 from __future__ import annotations
 
 import importlib.util
+import sys
+from types import ModuleType
 
 from densecnn.config import Backend
 from densecnn.errors import UsageError
 
-__all__ = ["BACKENDS", "Backend", "available_backends", "installed", "pip_command", "require"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "available_backends",
+    "import_openvino",
+    "installed",
+    "pip_command",
+    "require",
+]
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 """Every backend densecnn knows, in the order ``auto`` prefers on a tie."""
@@ -52,3 +62,14 @@ def require(backend: str) -> None:
             f"--backend {backend}: the {_PACKAGES[backend][0]} package is not installed.",
             hint=f"Install it with: {pip_command(backend)}",
         )
+
+
+def import_openvino() -> ModuleType:
+    """``openvino``, with its usage telemetry off: importing it (and NNCF) would otherwise send events
+    to Google Analytics unless the user ran ``opt_in_out --opt_out``; densecnn never touches the
+    network unasked. Blocking the ``openvino_telemetry`` import makes OpenVINO and NNCF use their
+    built-in no-op stand-ins (an already imported ``openvino_telemetry`` is left alone)."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino

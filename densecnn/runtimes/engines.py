@@ -97,7 +97,9 @@ class OpenVinoRuntime(_Runtime):
 
     def __init__(self, path: Path, meta: ExportMeta, *, device: torch.device, threads: int | None = None):
         super().__init__(path, meta)
-        import openvino as ov
+        from densecnn.runtimes import import_openvino
+
+        ov = import_openvino()
 
         if device.type != "cpu":
             from densecnn.errors import UsageError
@@ -120,7 +122,9 @@ class OpenVinoRuntime(_Runtime):
         if run is not None:
             self._compiled.move_to_end(shape)
             return run
-        import openvino as ov
+        from densecnn.runtimes import import_openvino
+
+        ov = import_openvino()
 
         model = self.model
         if self.dynamic:

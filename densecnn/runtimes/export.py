@@ -199,7 +199,9 @@ def _to_openvino(
     calibration: Sequence[Path],
     ignored: Sequence[str] = (),
 ) -> None:
-    import openvino as ov
+    from densecnn.runtimes import import_openvino
+
+    ov = import_openvino()
 
     model = ov.convert_model(str(onnx_path))
     if meta.int8:

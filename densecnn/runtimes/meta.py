@@ -143,7 +143,9 @@ def _onnx_meta(path: Path) -> str | None:
 
 
 def _openvino_meta(path: Path) -> str | None:
-    import openvino as ov
+    from densecnn.runtimes import import_openvino
+
+    ov = import_openvino()
 
     try:
         model = ov.Core().read_model(str(path))
