@@ -17,3 +17,6 @@ class Runtime(Protocol):
     """Whether height, width and batch may vary; a static graph takes its exported shape only."""
 
     def __call__(self, x: torch.Tensor) -> Any: ...
+
+    def forget_shapes(self) -> None:
+        """Release anything built for particular input shapes."""

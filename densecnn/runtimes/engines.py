@@ -57,6 +57,10 @@ class _Runtime:
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
+    def forget_shapes(self) -> None:
+        """Release what was built for particular input shapes (the batch-size measurement tries
+        several; a run then uses one or two)."""
+
 
 class OnnxRuntime(_Runtime):
     """An .onnx file on ONNX Runtime (CUDA provider on a CUDA device when installed, else CPU)."""
@@ -145,6 +149,9 @@ class OpenVinoRuntime(_Runtime):
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         return self._request_for(tuple(x.shape))(x)
+
+    def forget_shapes(self) -> None:
+        self._compiled.clear()
 
 
 RUNTIMES: dict[str, type[_Runtime]] = {"onnxruntime": OnnxRuntime, "openvino": OpenVinoRuntime}
