@@ -7,8 +7,6 @@ output order). A static graph (exported without ``--dynamic``) takes batch ``met
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,6 @@ import torch
 
 from densecnn.errors import DenseCNNError
 from densecnn.runtimes.meta import ExportMeta
-
-_OV_SHAPES = 8  # compiled OpenVINO models kept for dynamic inputs (one per input shape)
 
 
 class ShapeMismatch(DenseCNNError):
@@ -94,8 +90,10 @@ class OnnxRuntime(_Runtime):
 
 class OpenVinoRuntime(_Runtime):
     """An OpenVINO IR (.xml + .bin) or an .onnx file on OpenVINO's CPU plugin, in fp32 precision
-    (OpenVINO would otherwise pick bf16 on CPUs that have it, and scores would drift). A dynamic model
-    is compiled once per input shape (a video's frames share one), at most ``_OV_SHAPES`` kept."""
+    (OpenVINO would otherwise pick bf16 on CPUs that have it, and scores would drift). Compiled once,
+    a dynamic model with its dynamic input: the CPU plugin prepares each new input shape itself,
+    where compiling a static copy per shape cost ~140 ms for every new shape, which a folder of
+    photos of many sizes (and so many letterbox sizes and batch lengths) paid again and again."""
 
     backend = "openvino"
 
@@ -119,39 +117,21 @@ class OpenVinoRuntime(_Runtime):
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled: OrderedDict[tuple[int, ...], Callable[[np.ndarray], list[np.ndarray]]] = OrderedDict()
-
-    def _request_for(self, shape: tuple[int, ...]) -> Callable[[np.ndarray], list[np.ndarray]]:
-        run = self._compiled.get(shape)
-        if run is not None:
-            self._compiled.move_to_end(shape)
-            return run
-        from densecnn.runtimes import import_openvino
-
-        ov = import_openvino()
-
-        model = self.model
-        if self.dynamic:
-            model = model.clone()
-            model.reshape({model.inputs[0]: ov.PartialShape(list(shape))})
-        compiled = self.core.compile_model(model, "CPU", self.config)
-        request = compiled.create_infer_request()
-        count = len(compiled.outputs)
-
-        def run(x: np.ndarray) -> list[np.ndarray]:
-            request.infer({0: x})
-            return [np.array(request.get_output_tensor(i).data, dtype=np.float32) for i in range(count)]
-
-        self._compiled[shape] = run
-        while len(self._compiled) > _OV_SHAPES:
-            self._compiled.popitem(last=False)
-        return run
+        self._compiled: Any = None
+        self._request: Any = None
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        return self._request_for(tuple(x.shape))(x)
+        if self._compiled is None:
+            self._compiled = self.core.compile_model(self.model, "CPU", self.config)
+        if self._request is None:
+            self._request = self._compiled.create_infer_request()
+        self._request.infer({0: x})
+        outputs = range(len(self._compiled.outputs))
+        return [np.array(self._request.get_output_tensor(i).data, dtype=np.float32) for i in outputs]
 
     def forget_shapes(self) -> None:
-        self._compiled.clear()
+        """A fresh infer request next time: the old one's buffers were sized for the largest input."""
+        self._request = None
 
 
 RUNTIMES: dict[str, type[_Runtime]] = {"onnxruntime": OnnxRuntime, "openvino": OpenVinoRuntime}
