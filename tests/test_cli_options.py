@@ -207,3 +207,18 @@ def test_stall_timeout_default_is_live_config_s() -> None:
     detect = dict(COMMANDS)[("detect",)]
     (param,) = [p for p in _options(detect) if p.name == "stall_timeout"]
     assert param.default == LiveConfig.stall_timeout
+
+
+def test_outputs_list_counts_many_files_of_one_kind(tmp_path: Path) -> None:
+    """The summary names a few files and counts many (one overlay per photo of a big folder)."""
+    from densecnn.cli.report import describe_outputs
+
+    (tmp_path / "masks").mkdir()
+    for i in range(7):
+        (tmp_path / f"{i:03d}.jpg").write_bytes(b"x")
+        (tmp_path / "masks" / f"{i:03d}.png").write_bytes(b"x")
+    for name in ("a.mp4", "b.mp4", "predictions.jsonl", "summary.json", ".densecnn.lock"):
+        (tmp_path / name).write_bytes(b"x")
+    assert describe_outputs(tmp_path) == [
+        "*.jpg (7 files)", "a.mp4", "b.mp4", "masks/ (7 files)", "predictions.jsonl", "summary.json"
+    ]  # fmt: skip

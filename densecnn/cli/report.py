@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +61,26 @@ def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
+_NAMED_AT_MOST = 5  # more top-level files of one kind than this are counted, not named
+
+
 def describe_outputs(run_dir: Path) -> list[str]:
-    """Top-level entries of the run folder: files by name, folders with their file count."""
-    lines = []
-    for entry in sorted(run_dir.iterdir()) if run_dir.is_dir() else []:
-        if entry.name.startswith("."):
-            continue
+    """Top-level entries of the run folder: folders with their file count; files by name, or by kind
+    with their count when there are many of that kind (a folder of photos gives one overlay each)."""
+    if not run_dir.is_dir():
+        return []
+    entries = [e for e in sorted(run_dir.iterdir()) if not e.name.startswith(".")]
+    kinds = Counter(e.suffix.lower() for e in entries if e.is_file())
+    lines, counted = [], set()
+    for entry in entries:
         if entry.is_dir():
             n = sum(1 for p in entry.rglob("*") if p.is_file())
             lines.append(f"{entry.name}/ ({n} files)")
-        else:
+        elif kinds[entry.suffix.lower()] <= _NAMED_AT_MOST:
             lines.append(entry.name)
+        elif entry.suffix.lower() not in counted:
+            counted.add(entry.suffix.lower())
+            lines.append(f"*{entry.suffix.lower()} ({kinds[entry.suffix.lower()]} files)")
     return lines
 
 
