@@ -281,6 +281,32 @@ def test_cli_export_then_detect_with_the_file(run_cli, tmp_path: Path) -> None: 
     assert r.returncode == 2 and "exported for 256x256" in r.stdout + r.stderr
 
 
+def test_openvino_repeated_shape_gets_a_static_copy_with_equal_outputs(
+    person_torch: Any, tmp_path: Path
+) -> None:
+    """A dynamic IR runs compiled as dynamic; a shape that keeps coming back (a video's batches) gets
+    its own static compile, which must give the same outputs."""
+    import torch
+
+    from densecnn.runtimes import engines
+    from densecnn.runtimes.engines import open_runtime
+
+    folder = _exported(person_torch, tmp_path, fmt="openvino", dynamic=True)
+    xml = next(folder.glob("*.xml"))
+    runtime = open_runtime("openvino", xml, read_meta(xml), device=torch.device("cpu"))
+    x = torch.rand(2, 3, 192, 320, generator=torch.Generator().manual_seed(0))
+    first = runtime(x)
+    assert not runtime._static
+    for _ in range(engines._STATIC_AFTER):
+        last = runtime(x)
+    assert list(runtime._static) == [(2, 3, 192, 320)]
+    torch.testing.assert_close(last, first, atol=1e-4, rtol=1e-4)
+    runtime(torch.rand(1, 3, 320, 320))  # another shape: the dynamic model again, the copy is kept
+    assert list(runtime._static) == [(2, 3, 192, 320)]
+    runtime.forget_shapes()
+    assert not runtime._static
+
+
 _NO_TELEMETRY = """
 import sys
 
