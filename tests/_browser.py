@@ -8,7 +8,9 @@ Playwright's own browser download is impossible offline, so it launches ``/usr/b
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +40,9 @@ def launch_chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        # Chromium's singleton socket lives under TMPDIR; a long TMPDIR overflows AF_UNIX's 107 bytes
+        env = {**os.environ, "TMPDIR": short_tmp()}
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, env=env)
         try:
             yield browser
         finally:
@@ -153,3 +157,9 @@ def time_to_playing(
         return {"playing_s": playing, "download_done_s": (done - t0) if done else float("inf")}
     finally:
         page.close()
+
+
+def short_tmp() -> str:
+    """TMPDIR, or /tmp when TMPDIR is too long for the Unix sockets browsers and Ray put in it."""
+    tmp = tempfile.gettempdir()
+    return tmp if len(tmp) <= 60 else "/tmp"

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -59,8 +60,11 @@ def ray_address() -> Any:
     pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install 'densecnn[ray]'")
     if not (UNET.is_file() and YOLO.is_file()):
         pytest.skip("the embedded models are missing from weights/")
+    from _browser import short_tmp
+
     ray.init(
         num_cpus=2,
+        _temp_dir=tempfile.mkdtemp(prefix="ray-", dir=short_tmp()),  # its sockets: AF_UNIX's 107 bytes
         include_dashboard=False,
         log_to_driver=False,
         logging_level="WARNING",

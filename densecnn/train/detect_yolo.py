@@ -48,7 +48,7 @@ _METRICS = {
 
 def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutcome:
     """Train (or resume) a YOLO detector as ``cfg`` says; see the module docstring."""
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     import_ultralytics()
     from ultralytics import YOLO
 

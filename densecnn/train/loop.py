@@ -31,8 +31,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -99,7 +101,7 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
 
 def fit(cfg: TrainConfig, task: TrainTask, *, console: Console | None = None) -> TrainOutcome:
     """Train ``task`` as ``cfg`` says; see the module docstring for everything this does."""
-    console = console or Console()
+    console = console or Console(soft_wrap=True)  # log lines never wrap: paths stay whole at any width
     seed_everything(cfg.seed, deterministic=cfg.deterministic)
     device = select_device(cfg.device)
     run = _Run(cfg, task, device, console)
@@ -120,6 +122,14 @@ class _Run:
         self.model = task.model.to(device)
         self.amp = cfg.amp and device.type == "cuda"  # fp16 autocast only pays off (and is safe) on CUDA
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.workers = cfg.workers
+        if self.workers and not _forkserver_fits():
+            self.workers = 0
+            console.print(
+                f"TMPDIR ({tempfile.gettempdir()}) is too long for the data loader workers' socket "
+                "(107 bytes at most): loading data in this process. A shorter TMPDIR brings them back.",
+                soft_wrap=True,
+            )
         self.train_loader = self._loader(task.train_data, shuffle=True, batch=cfg.batch)
         self.val_loader = self._loader(task.val_data, shuffle=False, batch=task.val_batch or cfg.batch)
         # default_lr is AdamW's; SGD without Adam's per-parameter scaling wants about 10x
@@ -147,16 +157,16 @@ class _Run:
             batch_size=batch,
             shuffle=shuffle,
             drop_last=shuffle and len(data) > batch,  # type: ignore[arg-type]  # BatchNorm dislikes a batch of 1
-            num_workers=self.cfg.workers,
+            num_workers=self.workers,
             collate_fn=self.task.collate_fn
             if shuffle
             else (self.task.val_collate_fn or self.task.collate_fn),
             generator=gen,
             worker_init_fn=_seed_worker,
-            persistent_workers=self.cfg.workers > 0,
+            persistent_workers=self.workers > 0,
             # fork() copies locks held by other threads (progress bars, a host's I/O threads) into the
             # workers, which can then hang; forkserver children start from a clean single-threaded parent.
-            multiprocessing_context="forkserver" if self.cfg.workers > 0 else None,
+            multiprocessing_context="forkserver" if self.workers > 0 else None,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -402,3 +412,9 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def _forkserver_fits() -> bool:
+    """Whether the forkserver's socket, ``$TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX``, fits AF_UNIX's
+    107-byte path limit under this TMPDIR (spawn, the other clean start, hung in-process under pytest)."""
+    return len(os.fsencode(tempfile.gettempdir())) + 36 <= 107
