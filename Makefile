@@ -28,12 +28,13 @@ demo: $(SETUP)
 	DENSECNN_OFFLINE=1 $(PY) -m densecnn segment $(DEMO_SOURCE) --out $(DEMO_OUT) --name segment --exist-ok $(DEMO_ARGS)
 	@echo "Annotated outputs: $(DEMO_OUT)/detect (person boxes) and $(DEMO_OUT)/segment (person masks)"
 
-# Rebuild weights/person-yolov8n.safetensors and weights/person-unet.safetensors from DATA (Penn-Fudan
-# and COCO128, see weights/MODELS.md for where to get them; fixed seeds, about an hour on 2 CPU cores),
-# register their digests, print the held-out figures.
+# Rebuild weights/person-yolov8n.safetensors and weights/person-unet.safetensors from DATA (Penn-Fudan,
+# COCO128 and coco-person, see weights/MODELS.md for where to get them): fine-tunes version 1 (read from
+# git history) with fixed seeds, registers the digests, prints the held-out figures. About 40 minutes on
+# 2 CPU cores; an interrupted training step continues where it stopped when run again.
 DATA ?= ../shared/data
 models: $(SETUP)
-	@test -d "$(DATA)/pennfudan" -a -d "$(DATA)/coco128" || { echo "make models needs DATA=folder with pennfudan/ and coco128/ (see weights/MODELS.md: where to get them)"; exit 2; }
+	@for d in pennfudan coco128 coco-person; do test -d "$(DATA)/$$d" || { echo "make models needs DATA=folder with pennfudan/, coco128/ and coco-person/ (see weights/MODELS.md: where to get them)"; exit 2; }; done
 	DENSECNN_DATA="$(DATA)" OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) tools/build_models.py all
 
 # System tools for the live-stream tests (ffmpeg, Xvfb, GStreamer RTSP server); a no-op when present.

@@ -167,6 +167,40 @@ def test_yolo_resume_continues_after_interrupt(tmp_path: Path, run_cli: CliRunne
     assert again.returncode == 2 and "nothing to resume" in again.stderr
 
 
+def test_yolo_fine_tunes_from_a_densecnn_safetensors_file(tmp_path: Path, run_cli: CliRunner) -> None:
+    """--weights FILE.safetensors (a YOLO state file, e.g. the embedded person-yolov8n) trains through
+    Ultralytics from those tensors: the architecture from its stored yaml, no pickle involved."""
+    import torch
+
+    from densecnn.integrations.ultralytics import import_ultralytics
+    from densecnn.tasks.detect.yolo_state import save_yolo_state
+
+    import_ultralytics()
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    torch.manual_seed(3)
+    start = DetectionModel("yolov8n.yaml", nc=1, verbose=False)
+    start.names = {0: "person"}
+    weights = tmp_path / "start.safetensors"
+    save_yolo_state(start, weights, imgsz=64, half=False)
+    data = pennfudan_yaml(tmp_path / "pf", 8)
+    # lr 1e-9, no warmup (its bias lr is 0.1): one epoch leaves the conv weights where they started
+    args = ["--data", str(data), "--weights", str(weights), "--epochs", "1", "--imgsz", "64"]
+    args += ["--batch", "4", "--workers", "0", "--lr", "1e-9", "--warmup-epochs", "0", "--no-augment"]
+    r = run_cli("train", "detect", *args, "--out", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    trained, _ = load_checkpoint(str(tmp_path / "runs" / "exp" / "weights" / "last.pt"))
+    assert trained.names == {0: "person"} and trained.yaml["nc"] == 1
+    ours, theirs = start.state_dict(), trained.float().state_dict()
+    convs = [k for k in ours if k.endswith("conv.weight")]
+    assert len(convs) > 50
+    for key in convs:
+        torch.testing.assert_close(theirs[key], ours[key], atol=1e-5, rtol=1e-3)
+    # a densecnn checkpoint that is not a YOLO model still goes to the Faster R-CNN trainer
+    bad = run_cli("train", "detect", "--data", str(data), "--weights", str(tmp_path / "missing.safetensors"))
+    assert bad.returncode != 0 and "missing.safetensors" in bad.stderr
+
+
 def test_fasterrcnn_trains_and_checkpoint_loads_in_detect(tmp_path: Path, run_cli: CliRunner) -> None:
     data = pennfudan_yaml(tmp_path / "pf", 8)
     args = ["--data", str(data), "--model", "fasterrcnn", "--backbone", "resnet18", "--epochs", "2"]

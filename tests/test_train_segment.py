@@ -152,6 +152,33 @@ def test_finetune_to_more_classes_with_frozen_backbone(trained: Path) -> None:
     )
 
 
+def test_narrower_decoder_keeps_the_encoder_and_loads_in_segment(trained: Path) -> None:
+    """--decoder-channels from a checkpoint: the backbone's tensors carry over, the decoder starts
+    fresh at the new widths (said so), the widths are stored, and `densecnn segment` rebuilds them."""
+    from densecnn.checkpoint import load_checkpoint
+
+    start = trained / "runs/train/exp/weights/best.safetensors"
+    r = densecnn(
+        "train", "segment", "--data", "pf", "--mask-mode", "instances-to-foreground", "--weights", str(start),
+        "--decoder-channels", "64,32,16,8,8", "--epochs", "1", "--imgsz", "64", "--batch", "4",
+        "--val-fraction", "0.25", "--workers", "0", "--name", "narrow", cwd=trained,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "whose shape differs" in r.stdout and "decoder.blocks.0.conv1.0.weight" in r.stdout
+    narrow = trained / "runs/train/narrow/weights/best.safetensors"
+    before, _ = load_checkpoint(start)
+    after, meta = load_checkpoint(narrow)
+    assert meta.extra["builder_kwargs"] == {"decoder_channels": [64, 32, 16, 8, 8]}
+    assert after["decoder.blocks.0.conv1.0.weight"].shape[0] == 64
+    assert after["segmentation_head.0.weight"].shape[1] == 8
+    assert sum(v.numel() for v in after.values()) < sum(v.numel() for v in before.values())
+    image = trained / "pf" / "images" / _held_out(trained)[0]
+    r = densecnn("segment", str(image), "--weights", str(narrow), "--name", "narrow", cwd=trained)
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = densecnn("train", "segment", "--data", "pf", "--decoder-channels", "64,x", cwd=trained)
+    assert bad.returncode == 2 and "--decoder-channels" in bad.stderr
+
+
 def test_malformed_masks_folder_names_each_file(tmp_path: Path, run_cli) -> None:
     need_data(PENNFUDAN)
     pf = pennfudan_subset(PENNFUDAN, tmp_path / "bad", 4)

@@ -33,16 +33,23 @@ DATA = Path(os.environ.get("DENSECNN_DATA") or ROOT.parent / "shared" / "data")
 BUILD = ROOT / "build" / "embedded"
 WEIGHTS = ROOT / "weights"
 SEED = 0
-# `densecnn train detect` with the settings of the direct Ultralytics call that made the shipped
-# file (tools/verify_detect_recipe.py checks the two give identical losses). Ultralytics' own
-# optimizer choice applies (no --lr typed); patience 100 = Ultralytics' default, never hit in 50 epochs.
-DETECT = {"model": "yolov8n.yaml", "imgsz": 320, "epochs": 50, "batch": 16}
-# U-Net on a registry backbone, from scratch (no ImageNet weights here); 6.7 M parameters, 13 MB fp16.
+# Version 2 fine-tunes version 1 (trained from scratch on Penn-Fudan + COCO128 by this script at
+# commit V1_COMMIT, ~72 min): its files are read from git history and checked against these digests,
+# so a rerun starts from the same weights even after weights/ holds version 2.
+V1_COMMIT = "2abe6c3e55d0a633384f96c0f0355a87b4fb1f93"
+V1_SHA256 = {
+    "person-yolov8n": "0efeb8c7f1bbdb7088904165a495f49b71e52a463f50d1f85e80aba86d79f806",
+    "person-unet": "e4f164a5fc1b48b32e8ff0b7e5fbd6ac3a6937b5c889f13f33291b343761dcc3",
+}
+# `densecnn train detect --weights V1`: Ultralytics' optimizer choice (no --lr typed: AdamW at
+# lr 0.002 for one class) and augmentation (mosaic closed for the last 10 epochs).
+DETECT = {"imgsz": 320, "epochs": 40, "batch": 16}
+# `densecnn train segment --weights V1`: version 1's mobilenet_v3_large encoder, a U-Net decoder half
+# as wide (its tensors start fresh): 4.0 M parameters instead of 6.7 M, a smaller file.
 SEGMENT = {
-    "model": "unet",
-    "backbone": "mobilenet_v3_large",
-    "imgsz": 224,
-    "epochs": 8,
+    "decoder_channels": "128,64,32,16,16",
+    "imgsz": 256,
+    "epochs": 40,
     "batch": 8,
     "lr": 3e-3,
 }
@@ -50,44 +57,96 @@ SEGMENT = {
 
 def prepare() -> None:
     split = embedded_data.pennfudan_split(DATA)
-    yaml = embedded_data.build_yolo(DATA, BUILD / "yolo", split)
-    train, test = embedded_data.build_masks(DATA, BUILD / "masks", split)
-    print(f"prepare: {yaml}; masks {train} / {test}")
+    coco = embedded_data.coco_split(DATA)
+    yaml = embedded_data.build_yolo(DATA, BUILD / "yolo", split, coco)
+    masks = embedded_data.build_masks(DATA, BUILD / "masks", split, coco)
+    for name in V1_SHA256:
+        _v1_file(name)
+    print(f"prepare: {yaml}; masks {', '.join(str(p) for p in masks.values())}")
     print(f"prepare: Penn-Fudan train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+    print(f"prepare: coco-person train {len(coco.train)}, val {len(coco.val)}, test {len(coco.test)}")
+    print(f"prepare: no-person photos train {len(coco.negatives_train)}, test {len(coco.negatives_test)}")
+
+
+def _v1_file(name: str) -> Path:
+    """Version 1 of an embedded file (the starting weights), from git history, digest checked."""
+    from densecnn.zoo.store import sha256_file
+
+    path = BUILD / "v1" / f"{name}.safetensors"
+    if not (path.is_file() and sha256_file(path) == V1_SHA256[name]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = subprocess.run(
+            ["git", "show", f"{V1_COMMIT}:weights/{name}.safetensors"], cwd=ROOT, capture_output=True
+        )
+        if blob.returncode:
+            raise SystemExit(
+                f"prepare: cannot read weights/{name}.safetensors of commit {V1_COMMIT[:10]} "
+                f"({blob.stderr.decode().strip()}). Run in a full git clone of densecnn, or rebuild "
+                f"version 1 with `make models` at that commit and put it at {path}."
+            )
+        path.write_bytes(blob.stdout)
+        if sha256_file(path) != V1_SHA256[name]:
+            raise SystemExit(f"prepare: {path} does not have version 1's sha256 {V1_SHA256[name]}")
+    return path
 
 
 def detect_args(epochs: int = DETECT["epochs"], name: str = "person-yolov8n") -> list[str]:
     """`densecnn train detect` arguments of the recipe (``epochs``/``name`` vary for the check)."""
-    args = ["train", "detect", "--model", DETECT["model"], "--data", str(BUILD / "yolo" / "data.yaml")]
+    args = ["train", "detect", "--weights", str(_v1_file("person-yolov8n"))]
+    args += ["--data", str(BUILD / "yolo" / "data.yaml")]
     args += ["--imgsz", str(DETECT["imgsz"]), "--epochs", str(epochs), "--batch", str(DETECT["batch"])]
     args += ["--seed", str(SEED), "--deterministic", "--device", "cpu", "--workers", "2"]
     args += ["--patience", "100", "--no-amp", "--cache"]
-    return [*args, "--project", str(BUILD / "runs"), "--name", name, "--exist-ok"]
+    return [*args, "--out", str(BUILD / "runs"), "--name", name, "--exist-ok"]
 
 
 def train_detect() -> Path:
-    """yolov8n from scratch with `densecnn train detect` (Ultralytics' trainer underneath)."""
-    start = time.monotonic()
-    _densecnn(detect_args())
-    best = _yolo_run_best()
-    print(f"detect: trained in {(time.monotonic() - start) / 60:.1f} min -> {best}")
-    return best
+    """Version 1 fine-tuned with `densecnn train detect` (Ultralytics' trainer underneath)."""
+    run = BUILD / "runs" / "person-yolov8n"
+    _train("detect", detect_args(), run, run / "weights" / "last.pt", DETECT["epochs"])
+    return _yolo_run_best()
 
 
-def train_segment() -> Path:
-    """U-Net with `densecnn train segment`, person vs background; 10% of the training masks
-    (seeded) validate and pick the best epoch, the Penn-Fudan test images stay out."""
+def segment_args() -> list[str]:
+    """`densecnn train segment` arguments of the recipe: person vs background; 10% of the training
+    masks (seeded) validate and pick the best epoch, the held-out images stay out."""
     cfg = SEGMENT
-    args = ["train", "segment", "--model", cfg["model"], "--backbone", cfg["backbone"], "--no-pretrained"]
+    args = ["train", "segment", "--weights", str(_v1_file("person-unet"))]
+    args += ["--decoder-channels", cfg["decoder_channels"]]
     args += ["--data", str(BUILD / "masks" / "train"), "--class-names", "background,person"]
     args += ["--imgsz", str(cfg["imgsz"]), "--epochs", str(cfg["epochs"]), "--batch", str(cfg["batch"])]
     args += ["--lr", str(cfg["lr"]), "--val-fraction", "0.1", "--patience", "0", "--seed", str(SEED)]
     args += ["--deterministic", "--device", "cpu", "--workers", "1"]
-    args += ["--out", str(BUILD / "runs"), "--name", "person-unet", "--exist-ok"]
-    start = time.monotonic()
-    _densecnn(args)
-    print(f"segment: trained in {(time.monotonic() - start) / 60:.1f} min -> {_unet_run_best()}")
+    return [*args, "--out", str(BUILD / "runs"), "--name", "person-unet", "--exist-ok"]
+
+
+def train_segment() -> Path:
+    run = BUILD / "runs" / "person-unet"
+    _train("segment", segment_args(), run, run / "weights" / "last.safetensors", SEGMENT["epochs"])
     return _unet_run_best()
+
+
+def _train(task: str, args: list[str], run: Path, last: Path, epochs: int) -> None:
+    """Train, or continue an interrupted run of the recipe with `densecnn train TASK --resume`; a
+    finished run is kept (delete build/embedded/runs to train again)."""
+    done = _epochs_done(run / "results.csv")
+    start = time.monotonic()
+    if done >= epochs:
+        print(f"{task}: {run} finished its {epochs} epochs already: kept (delete it to train again)")
+        return
+    if last.is_file() and done:
+        print(f"{task}: continuing {run} after epoch {done} of {epochs}")
+        _densecnn(["train", task, "--resume", str(run)])
+    else:
+        _densecnn(args)
+    print(f"{task}: trained in {(time.monotonic() - start) / 60:.1f} min -> {run}")
+
+
+def _epochs_done(results: Path) -> int:
+    """Rows of a run's results.csv (one per finished epoch)."""
+    if not results.is_file():
+        return 0
+    return max(0, len([ln for ln in results.read_text().splitlines() if ln.strip()]) - 1)
 
 
 def _densecnn(args: list[str]) -> None:
@@ -136,40 +195,63 @@ def _register() -> None:
     path.write_text(text)
 
 
+# `densecnn eval` data of each held-out set: (YOLO yaml whose val split is the set, masks folder).
+HELD_OUT = {
+    "pennfudan": ("test.yaml", "test"),
+    "coco-person": ("coco_test.yaml", "coco_test"),
+    "no-person": (None, "negatives"),
+}
+VIDEO = DATA / "video" / "slow_traffic_small.mp4"
+
+
 def evaluate() -> dict[str, float]:
-    """Held-out Penn-Fudan figures: `densecnn eval detect|segment` (mAP, IoU) and the shipped fp16
-    files through densecnn's predictors (recall / precision at the default confidence, IoU)."""
-    sys.path.insert(0, str(ROOT))
+    """Held-out figures of the shipped fp16 files: `densecnn eval detect|segment` (mAP, IoU) on
+    held-out Penn-Fudan and coco-person, densecnn's predictors on those and on the held-out photos
+    without people (recall / precision at the default confidence, IoU, share of person pixels), and
+    `densecnn detect` on the street video (frames with the walkway pedestrians, boxes on the road)."""
     import eval_embedded
 
     figures: dict[str, float] = {}
-    # The shipped fp16 files. `--split val` of test.yaml = the held-out images; `--split all` of
-    # masks/test = the same images.
-    yolo, unet = WEIGHTS / "person-yolov8n.safetensors", WEIGHTS / "person-unet.safetensors"
-    detect = _densecnn_eval("detect", yolo, BUILD / "yolo" / "test.yaml", "val")
-    segment = _densecnn_eval("segment", unet, BUILD / "masks" / "test", "all")
-    figures |= {f"detect_{k}": v for k, v in detect.items() if isinstance(v, float)}
-    figures |= {f"segment_{k}": v for k, v in segment.items() if isinstance(v, float)}
-    test = embedded_data.pennfudan_split(DATA).test
     # The shipped files by path: this process may hold the zoo's digests from before `export`.
-    recall = eval_embedded.detection_recall(DATA, test, weights=yolo)
-    iou = eval_embedded.segmentation_iou(DATA, test, weights=unet)
-    figures |= {f"predict_detect_{k}": v for k, v in recall.items()}
-    figures |= {f"predict_segment_{k}": v for k, v in iou.items()}
-    fp32 = eval_embedded.segmentation_iou(DATA, test, weights=_unet_run_best())
-    figures["predict_segment_person_iou_fp32"] = fp32["person_iou"]
+    yolo, unet = WEIGHTS / "person-yolov8n.safetensors", WEIGHTS / "person-unet.safetensors"
+    for name, (yaml, masks) in HELD_OUT.items():
+        key = name.replace("-", "_")
+        if yaml is not None:
+            detect = _densecnn_eval("detect", yolo, BUILD / "yolo" / yaml, "val", key)
+            segment = _densecnn_eval("segment", unet, BUILD / "masks" / masks, "all", key)
+            figures |= {f"{key}_detect_{k}": v for k, v in detect.items() if isinstance(v, float)}
+            figures |= {f"{key}_segment_{k}": v for k, v in segment.items() if isinstance(v, float)}
+        boxes = eval_embedded.detection_recall(eval_embedded.held_out_boxes(DATA, name), weights=yolo)
+        pixels = eval_embedded.segmentation_iou(eval_embedded.held_out_masks(DATA, name), weights=unet)
+        figures |= {f"{key}_predict_detect_{k}": v for k, v in boxes.items()}
+        figures |= {f"{key}_predict_segment_{k}": v for k, v in pixels.items()}
+    out = BUILD / "runs" / "eval" / "video"
+    _densecnn(
+        [
+            "detect",
+            str(VIDEO),
+            "--weights",
+            str(yolo),
+            "--out",
+            str(out.parent),
+            "--name",
+            out.name,
+            "--exist-ok",
+        ]
+    )
+    figures |= {f"video_{k}": v for k, v in eval_embedded.street_video(out / "predictions.jsonl").items()}
     for key, value in figures.items():
         print(f"eval: {key} = {value:.4f}" if isinstance(value, float) else f"eval: {key} = {value}")
     (BUILD / "figures.json").write_text(json.dumps(figures, indent=2))
     return figures
 
 
-def _densecnn_eval(task: str, weights: Path, data: Path, split: str) -> dict:
-    """`densecnn eval TASK` on the held-out data (prints its table); its metrics.json."""
-    out = BUILD / "runs" / "eval"
+def _densecnn_eval(task: str, weights: Path, data: Path, split: str, name: str) -> dict:
+    """`densecnn eval TASK` on held-out data (prints its table); its metrics.json."""
+    out = BUILD / "runs" / "eval" / f"{task}-{name}"
     args = ["eval", task, "--weights", str(weights), "--data", str(data), "--split", split]
-    _densecnn([*args, "--out", str(out), "--name", task, "--exist-ok"])
-    return _flat(json.loads((out / task / "metrics.json").read_text()))
+    _densecnn([*args, "--out", str(out.parent), "--name", out.name, "--exist-ok"])
+    return _flat(json.loads((out / "metrics.json").read_text()))
 
 
 def _flat(doc: dict, prefix: str = "") -> dict:

@@ -1,8 +1,9 @@
 """Datasets for the embedded models, built from ../shared/data into a build folder (outside git).
 
-Penn-Fudan (128 photos) is split once with a fixed seed into train / val / test; the test images stay
-out of training for both models. COCO128 adds its person boxes (YOLO class 0) and person polygons
-(rasterised) to the training side only.
+Every source is split once with a fixed seed and its test part stays out of training for both models:
+Penn-Fudan (128 photos: train / val / test), coco-person (900 COCO val2017 photos with people:
+train / val / test; person polygons for 250 of them) and COCO128's photos without people (negatives:
+train / test). COCO128's photos with people train both models (boxes; polygons where it has them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ SEED = 0
 N_TEST = 28  # Penn-Fudan images held out of training for both models (the reported figures)
 N_VAL = 10  # Penn-Fudan images Ultralytics validates on while training (model selection)
 PERSON = 0  # COCO class id of "person" in coco128 labels
+N_COCO_PERSON_TEST = 150  # coco-person photos held out (the reported coco-person figures)
+N_COCO_PERSON_VAL = 50  # coco-person photos the detector validates on while training
+N_NEGATIVE_TEST = 22  # COCO128 photos without people held out (false person pixels / boxes)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,46 @@ def pennfudan_split(data: Path) -> Split:
     val = sorted(stems[i] for i in order[N_TEST : N_TEST + N_VAL])
     train = sorted(stems[i] for i in order[N_TEST + N_VAL :])
     return Split(train=train, val=val, test=test)
+
+
+@dataclass(frozen=True)
+class CocoSplit:
+    """coco-person stems (train / val / test) and COCO128 photos without people (train / test)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    negatives_train: list[str]
+    negatives_test: list[str]
+
+
+def _seeded_parts(stems: list[str], *sizes: int) -> list[list[str]]:
+    """``stems`` in a seeded order cut into parts of ``sizes``, then the rest (each part sorted)."""
+    order = np.random.default_rng(SEED).permutation(len(stems))
+    parts, start = [], 0
+    for size in (*sizes, len(stems)):
+        parts.append(sorted(stems[i] for i in order[start : start + size]))
+        start += size
+    return parts
+
+
+def coco_split(data: Path) -> CocoSplit:
+    """The fixed coco-person and COCO128-negatives splits (stems)."""
+    stems = sorted(p.stem for p in (data / "coco-person" / "images").glob("*.jpg"))
+    test, val, train = _seeded_parts(stems, N_COCO_PERSON_TEST, N_COCO_PERSON_VAL)
+    neg_test, neg_train = _seeded_parts(negative_stems(data), N_NEGATIVE_TEST)
+    return CocoSplit(train, val, test, neg_train, neg_test)
+
+
+def negative_stems(data: Path) -> list[str]:
+    """COCO128 photos whose labels hold no person (sorted stems)."""
+    coco = data / "coco128"
+    out = []
+    for image in sorted((coco / "images" / "train2017").glob("*.jpg")):
+        label = coco / "labels" / "train2017" / f"{image.stem}.txt"
+        if not (label.exists() and coco_person_boxes(label)):
+            out.append(image.stem)
+    return out
 
 
 def _pf_mask(data: Path, stem: str) -> np.ndarray:
@@ -72,7 +116,7 @@ def _write_yolo_labels(path: Path, boxes: list[tuple[float, float, float, float]
     path.write_text("".join(f"0 {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n" for cx, cy, bw, bh in boxes))
 
 
-def _coco_person_boxes(label_file: Path) -> list[tuple[float, float, float, float]]:
+def coco_person_boxes(label_file: Path) -> list[tuple[float, float, float, float]]:
     boxes = []
     for line in label_file.read_text().splitlines():
         parts = line.split()
@@ -82,25 +126,35 @@ def _coco_person_boxes(label_file: Path) -> list[tuple[float, float, float, floa
     return boxes
 
 
-def build_yolo(data: Path, out: Path, split: Split) -> Path:
-    """YOLO dataset (one class: person) → ``out/data.yaml``."""
+def build_yolo(data: Path, out: Path, split: Split, coco: CocoSplit) -> Path:
+    """YOLO dataset (one class: person) → ``out/data.yaml``; ``test.yaml`` (held-out Penn-Fudan),
+    ``coco_test.yaml`` (held-out coco-person) and ``negatives.yaml`` (held-out photos without people)
+    name their images as the val split, for `densecnn eval detect --split val`."""
     for part, stems in (("train", split.train), ("val", split.val), ("test", split.test)):
         for stem in stems:
             _link(data / "pennfudan" / "images" / f"{stem}.png", out / "images" / part / f"{stem}.png")
             boxes = _boxes_from_instances(_pf_mask(data, stem))
             _write_yolo_labels(out / "labels" / part / f"{stem}.txt", boxes)
-    coco = data / "coco128"
-    for image in sorted((coco / "images" / "train2017").glob("*.jpg")):
-        label = coco / "labels" / "train2017" / f"{image.stem}.txt"
-        boxes = _coco_person_boxes(label) if label.exists() else []
-        _link(image, out / "images" / "train" / f"coco_{image.name}")
-        _write_yolo_labels(out / "labels" / "train" / f"coco_{image.stem}.txt", boxes)
+    people = data / "coco-person"
+    for part, stems in (("train", coco.train), ("val", coco.val), ("coco_test", coco.test)):
+        for stem in stems:
+            _link(people / "images" / f"{stem}.jpg", out / "images" / part / f"cp_{stem}.jpg")
+            _write_yolo_labels(
+                out / "labels" / part / f"cp_{stem}.txt", coco_person_boxes(people / "labels" / f"{stem}.txt")
+            )
+    coco128 = data / "coco128"
+    held_out = set(coco.negatives_test)
+    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg")):
+        label = coco128 / "labels" / "train2017" / f"{image.stem}.txt"
+        boxes = coco_person_boxes(label) if label.exists() else []
+        part = "negatives" if image.stem in held_out else "train"
+        _link(image, out / "images" / part / f"coco_{image.name}")
+        _write_yolo_labels(out / "labels" / part / f"coco_{image.stem}.txt", boxes)
     yaml = out / "data.yaml"
-    parts = "train: images/train\nval: images/val\ntest: images/test\n"
-    yaml.write_text(f"path: {out.resolve()}\n{parts}names:\n  0: person\n")
-    # The held-out images as the "val" split, for `densecnn eval detect --split val`.
-    held_out = "train: images/train\nval: images/test\n"
-    (out / "test.yaml").write_text(f"path: {out.resolve()}\n{held_out}names:\n  0: person\n")
+    yaml.write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
+    for name, part in (("test", "test"), ("coco_test", "coco_test"), ("negatives", "negatives")):
+        text = f"path: {out.resolve()}\ntrain: images/train\nval: images/{part}\nnames:\n  0: person\n"
+        (out / f"{name}.yaml").write_text(text)
     return yaml
 
 
@@ -123,26 +177,64 @@ def _write_mask(path: Path, mask: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def build_masks(data: Path, out: Path, split: Split) -> tuple[Path, Path]:
-    """Masks folders (image + label PNG, same stem; 0 background, 1 person) → (train, test) roots.
+def coco_json_masks(data: Path) -> dict[str, np.ndarray]:
+    """coco-person's person polygons (instances_person.json, 250 photos) → ``{stem: 0/1 mask}``."""
+    doc = json.loads((data / "coco-person" / "instances_person.json").read_text())
+    images = {im["id"]: im for im in doc["images"]}
+    masks: dict[str, np.ndarray] = {}
+    for ann in doc["annotations"]:
+        im = images[ann["image_id"]]
+        stem = Path(im["file_name"]).stem
+        mask = masks.setdefault(stem, np.zeros((im["height"], im["width"]), np.uint8))
+        for poly in ann["segmentation"]:  # polygons only: the file holds no crowd (RLE) regions
+            xy = np.asarray(poly, np.float64).reshape(-1, 2)
+            cv2.fillPoly(mask, [np.round(xy).astype(np.int32)], 1)
+    return masks
 
-    Train = Penn-Fudan train+val and the 100 coco128 images that have polygons; test = Penn-Fudan test.
+
+def build_masks(data: Path, out: Path, split: Split, coco: CocoSplit) -> dict[str, Path]:
+    """Masks folders (image + label PNG, same stem; 0 background, 1 person) → ``{part: root}``.
+
+    train: Penn-Fudan train+val, coco-person train+val photos with polygons, the 100 coco128 images
+    with polygons and coco128's training negatives; test (held-out Penn-Fudan), coco_test (held-out
+    coco-person photos with polygons) and negatives (held-out photos without people).
     """
-    parts = {"train": split.train + split.val, "test": split.test}
-    for part, stems in parts.items():
+    parts: dict[str, list[str]] = {"train": [], "test": [], "coco_test": [], "negatives": []}
+
+    def add(part: str, image: Path, stem: str, mask: np.ndarray) -> None:
+        _link(image, out / part / "images" / f"{stem}{image.suffix}")
+        _write_mask(out / part / "labels" / f"{stem}.png", mask)
+        parts[part].append(stem)
+
+    for part, stems in (("train", split.train + split.val), ("test", split.test)):
         for stem in stems:
-            _link(data / "pennfudan" / "images" / f"{stem}.png", out / part / "images" / f"{stem}.png")
-            _write_mask(out / part / "labels" / f"{stem}.png", (_pf_mask(data, stem) > 0).astype(np.uint8))
-    coco = data / "coco128"
-    polys = coco / "instance_segmentation" / "labels_yolo_contiguous" / "train2017"
-    for label in sorted(polys.glob("*.txt")):
-        image = coco / "images" / "train2017" / f"{label.stem}.jpg"
+            add(
+                part,
+                data / "pennfudan" / "images" / f"{stem}.png",
+                stem,
+                (_pf_mask(data, stem) > 0).astype(np.uint8),
+            )
+    held_out = set(coco.test)
+    for stem, mask in sorted(coco_json_masks(data).items()):
+        part = "coco_test" if stem in held_out else "train"
+        add(part, data / "coco-person" / "images" / f"{stem}.jpg", f"cp_{stem}", mask)
+    coco128 = data / "coco128"
+    polys = coco128 / "instance_segmentation" / "labels_yolo_contiguous" / "train2017"
+    negatives_test = set(coco.negatives_test)
+    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg")):
+        label = polys / f"{image.stem}.txt"
+        if image.stem in negatives_test:
+            part = "negatives"
+        elif label.exists() or image.stem in coco.negatives_train:
+            part = "train"
+        else:
+            continue  # people without polygons: no mask to learn from
         h, w = cv2.imread(str(image)).shape[:2]
-        _link(image, out / "train" / "images" / f"coco_{image.name}")
-        _write_mask(out / "train" / "labels" / f"coco_{label.stem}.png", _coco_person_mask(label, (h, w)))
+        mask = _coco_person_mask(label, (h, w)) if label.exists() else np.zeros((h, w), np.uint8)
+        add(part, image, f"coco_{image.stem}", mask)
     for part in parts:
         (out / part / "classes.json").write_text(json.dumps(["background", "person"]))
-    return out / "train", out / "test"
+    return {part: out / part for part in parts}
 
 
 def small_people_mosaic(

@@ -588,6 +588,15 @@ RayWorkers = Annotated[
     ),
 ]
 Augment = Annotated[bool, option("--augment/--no-augment", help="Random crops, flips, colour jitter.")]
+DecoderChannels = Annotated[
+    str | None,
+    option(
+        "--decoder-channels",
+        metavar="W,W,...",
+        help="U-Net decoder widths, deepest block first (smp's decoder_channels; default "
+        "256,128,64,32,16, one per block). Narrower: a smaller, faster model.",
+    ),
+]
 Cache = Annotated[
     bool,
     option("--cache", help="YOLO: keep the decoded training images in RAM (Ultralytics' cache=ram)."),
@@ -654,6 +663,18 @@ def split_names(values: Sequence[str] | None) -> tuple[str, ...]:
     if not all(names):
         raise UsageError("--class-names has an empty name.")
     return names
+
+
+def split_widths(value: str | None) -> tuple[int, ...]:
+    """``--decoder-channels "128,64,32,16,16"`` → ``(128, 64, 32, 16, 16)``; ``()`` when not given."""
+    if not value:
+        return ()
+    try:
+        return tuple(int(w) for w in value.split(","))
+    except ValueError:
+        raise UsageError(
+            f"--decoder-channels {value!r}: give whole numbers separated by commas, e.g. 128,64,32,16,16."
+        ) from None
 
 
 def out_dir(ctx: typer.Context, out: Path, project: Path | None) -> Path:

@@ -79,6 +79,7 @@ def train_command(
     class_names: opt.DataClassNames = None,
     mask_mode: opt.MaskMode = TrainConfig.mask_mode,
     augment: opt.Augment = TrainConfig.augment,
+    decoder_channels: opt.DecoderChannels = None,
     cache: opt.Cache = TrainConfig.cache,
     out: opt.Out = TrainConfig.project,
     project: opt.Project = None,
@@ -102,6 +103,8 @@ def train_command(
         ensure_writable_dir(resume if resume is not None and resume.is_dir() else project_dir)
         if task != "segment" and ("mask_mode" in given):
             raise UsageError("--mask-mode applies to `train segment` only.")
+        if task != "segment" and decoder_channels:
+            raise UsageError("--decoder-channels applies to `train segment --model unet` only.")
         if task != "detect" and cache:
             raise UsageError("--cache applies to YOLO models in `train detect` only.")
         cfg = TrainConfig(
@@ -133,6 +136,7 @@ def train_command(
             class_names=opt.split_names(class_names),
             mask_mode=str(mask_mode),  # type: ignore[arg-type]  # a choice of the CLI
             augment=augment,
+            decoder_channels=opt.split_widths(decoder_channels),
             cache=cache,
             project=project_dir,
             name=name,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -135,6 +136,9 @@ def offline_training() -> Iterator[None]:
       ``check_det_dataset`` call, and label drawing): matplotlib's bundled DejaVu Sans serves instead.
     - ``check_amp`` downloads yolo26n.pt to compare fp32 and AMP outputs on CUDA: skipped, AMP stays
       as asked (``--amp``/``--no-amp``; it is never used on CPU).
+
+    Its Ray Tune callback (registered whenever ray is installed, as with ``densecnn[ray]``) asks Ray
+    for a trial id after every epoch, and Ray warns that no Tune trial exists: that warning is hidden.
     """
     import_ultralytics()
     from ultralytics.data import utils as data_utils
@@ -150,7 +154,9 @@ def offline_training() -> Iterator[None]:
     for module, name, _ in saved:
         setattr(module, name, _local_font if name == "check_font" else _amp_as_asked)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`get_trial_id` is meant", category=UserWarning)
+            yield
     finally:
         for module, name, original in saved:
             setattr(module, name, original)

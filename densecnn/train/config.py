@@ -49,6 +49,7 @@ class TrainConfig:
     num_classes: int | None = None
     class_names: tuple[str, ...] = ()
     augment: bool = True
+    decoder_channels: tuple[int, ...] = ()  # U-Net decoder widths (empty: the default)
     cache: bool = False  # YOLO: decoded training images kept in RAM (Ultralytics' cache=ram)
     project: Path = Path("runs/train")
     name: str = "exp"
@@ -71,6 +72,8 @@ class TrainConfig:
             raise UsageError(f"--patience must be 0 (off) or more, got {self.patience}.")
         if self.freeze < 0:
             raise UsageError(f"--freeze must be 0 or more backbone stages, got {self.freeze}.")
+        if any(w < 1 for w in self.decoder_channels):
+            raise UsageError(f"--decoder-channels must be positive widths, got {self.decoder_channels}.")
         if not 0.0 <= self.val_fraction < 1.0:
             raise UsageError(f"--val-fraction must be in [0, 1), got {self.val_fraction}.")
         if self.num_classes is not None and self.num_classes < 1:

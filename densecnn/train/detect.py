@@ -3,6 +3,8 @@ backbone through densecnn's own loop."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from densecnn.errors import UsageError
 from densecnn.train.config import TrainConfig, TrainOutcome
 
@@ -21,7 +23,7 @@ def is_yolo(model: str | None) -> bool:
 
 def train(cfg: TrainConfig) -> TrainOutcome:
     """Train the detector ``cfg.model`` names (default ``yolov8n``) on ``cfg.data``."""
-    from_rcnn = cfg.model is None and cfg.weights is not None and cfg.weights.suffix == ".safetensors"
+    from_rcnn = cfg.model is None and cfg.weights is not None and _rcnn_checkpoint(cfg.weights)
     if cfg.model == "fasterrcnn" or from_rcnn or _rcnn_run(cfg):
         from densecnn.train.detect_rcnn import train_rcnn
 
@@ -46,3 +48,16 @@ def _rcnn_run(cfg: TrainConfig) -> bool:
     if cfg.resume is None:
         return False
     return cfg.resume.suffix == ".safetensors" or (cfg.resume / "weights" / "last.safetensors").is_file()
+
+
+def _rcnn_checkpoint(weights: Path) -> bool:
+    """A densecnn .safetensors that is not a YOLO state file (those fine-tune through Ultralytics)."""
+    if weights.suffix != ".safetensors":
+        return False
+    if not weights.is_file():
+        return True  # train_rcnn names the missing file
+    from densecnn.checkpoint import read_meta
+    from densecnn.tasks.detect.yolo_state import is_yolo_state
+
+    meta = read_meta(weights)
+    return meta is None or not is_yolo_state(meta)

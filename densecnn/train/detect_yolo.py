@@ -88,7 +88,11 @@ def train_yolo(cfg: TrainConfig, *, console: Console | None = None) -> TrainOutc
 
 def _start_model(yolo: Any, source: str, cfg: TrainConfig) -> Any:
     """``YOLO(source)``: restricted loading; a ``--weights`` file that needs a full (code-running)
-    unpickle loads only with ``--trust-weights`` / ``DENSECNN_TRUST_WEIGHTS=1`` (else exit 3)."""
+    unpickle loads only with ``--trust-weights`` / ``DENSECNN_TRUST_WEIGHTS=1`` (else exit 3).
+    A densecnn YOLO ``.safetensors`` (the embedded person-yolov8n, a converted .pt) is fine-tuned
+    without unpickling: its model yaml becomes the architecture and its tensors are loaded in."""
+    if source.endswith(".safetensors"):
+        return _from_yolo_state(yolo, Path(source))
     try:
         with _trusted(cfg):
             return yolo(source)
@@ -96,6 +100,31 @@ def _start_model(yolo: Any, source: str, cfg: TrainConfig) -> Any:
         if cfg.weights is not None and needs_full_unpickling(exc):
             raise untrusted_error(cfg.weights) from exc
         raise
+
+
+def _from_yolo_state(yolo: Any, path: Path) -> Any:
+    """``YOLO`` built from the yaml stored in a densecnn YOLO state file, its weights loaded
+    (``Model.load`` with a module: the trainer then starts from those weights)."""
+    import tempfile
+
+    import yaml
+
+    from densecnn.checkpoint import load_checkpoint
+    from densecnn.tasks.detect.yolo_state import YAML_KEY, load_yolo_state
+
+    _, meta = load_checkpoint(path)
+    if meta.task != "detect" or YAML_KEY not in meta.extra:
+        raise UsageError(
+            f"--weights {path}: a densecnn {meta.task} checkpoint ({meta.arch}), not a YOLO detector."
+        )
+    module = load_yolo_state(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        # Ultralytics' YOLO() takes a yaml path; the file name keeps the scale letter (yolov8n).
+        cfg_path = Path(tmp) / f"{meta.arch}.yaml"
+        cfg_path.write_text(yaml.safe_dump(dict(meta.extra[YAML_KEY]), sort_keys=False))
+        model = yolo(str(cfg_path))
+    model.load(module)
+    return model
 
 
 def _trusted(cfg: TrainConfig) -> contextlib.AbstractContextManager[None]:
@@ -123,13 +152,15 @@ def _model_source(cfg: TrainConfig) -> tuple[str, bool]:
     """``(model for YOLO(), pretrained)``: --weights FILE.pt, a .yaml (scratch), or a zoo model's
     file from the weight store (never downloaded here)."""
     if cfg.weights is not None:
-        if cfg.weights.suffix != ".pt":
+        if cfg.weights.suffix not in (".pt", ".safetensors"):
             raise UsageError(
-                f"--weights {cfg.weights}: YOLO training starts from an Ultralytics .pt file.",
-                hint="densecnn .safetensors checkpoints are for --model fasterrcnn.",
+                f"--weights {cfg.weights}: YOLO training starts from an Ultralytics .pt file or a "
+                "densecnn YOLO .safetensors file (`densecnn weights convert` writes one).",
             )
         if not cfg.weights.is_file():
             raise UsageError(f"--weights {cfg.weights}: no such file.")
+        if cfg.weights.suffix == ".safetensors":
+            return str(cfg.weights), True  # a YOLO state file: no pickle, see _start_model
         if cfg.model and cfg.model.endswith((".yaml", ".yml")):
             return cfg.model, True  # architecture from the yaml, matching weights from --weights
         return str(cfg.weights), True

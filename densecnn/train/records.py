@@ -137,6 +137,7 @@ def resolve_resume(cfg: TrainConfig) -> TrainConfig:
     for key in ("data", "weights", "project", "resume"):
         args[key] = Path(args[key]) if args.get(key) is not None else None
     args["class_names"] = tuple(args.get("class_names") or ())
+    args["decoder_channels"] = tuple(args.get("decoder_channels") or ())
     given = set(cfg.extra.get("given", ()))  # option names the user typed (the CLI fills this)
     epochs = cfg.epochs if "epochs" in given else args["epochs"]
     args.update(epochs=epochs, device=cfg.device, workers=cfg.workers, resume=run_dir, exist_ok=True)

@@ -161,10 +161,17 @@ def _registry_head(
 
     backbone = cfg.backbone or (meta0.backbone if meta0 and meta0.backbone else DEFAULT_BACKBONE)
     pretrained = imagenet_weights(backbone, pretrained=cfg.pretrained and cfg.weights is None, notes=notes)
-    model = HEADS.get(arch).build(backbone, num_classes, pretrained_backbone=pretrained)
+    # The starting checkpoint's decoder widths unless --decoder-channels names others.
+    same = meta0 is not None and meta0.arch == arch
+    kwargs: dict[str, Any] = dict(meta0.extra.get("builder_kwargs", {})) if same and meta0 else {}
+    if cfg.decoder_channels:
+        if arch != "unet":
+            raise UsageError(f"--decoder-channels applies to --model unet, not {arch}.")
+        kwargs["decoder_channels"] = list(cfg.decoder_channels)
+    model = HEADS.get(arch).build(backbone, num_classes, pretrained_backbone=pretrained, **kwargs)
     if cfg.weights is not None:
         load_matching(model, cfg.weights, notes)
-    elif pretrained is False:
+    if pretrained is False:  # from scratch, or from a checkpoint's running statistics: see the note
         scratch_batchnorm(model, notes)
     prep = BACKBONES.get(backbone).preprocess
     return BuiltModel(
@@ -174,7 +181,7 @@ def _registry_head(
         imgsz=cfg.imgsz or HEADS.get(arch).input_size,
         mean=tuple(prep.mean),
         std=tuple(prep.std),
-        builder_kwargs={},
+        builder_kwargs=kwargs,
     )
 
 
