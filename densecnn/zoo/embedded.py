@@ -17,13 +17,13 @@ _LICENSE = "AGPL-3.0 (weights); trained on Penn-Fudan (research use) and COCO128
 # file name, sha256, size in bytes (printed by `make models`)
 DETECT_FILE = (
     "person-yolov8n.safetensors",
-    "0efeb8c7f1bbdb7088904165a495f49b71e52a463f50d1f85e80aba86d79f806",
-    6077142,
+    "d39640dc15b8ca0cc3174288b65626791a9602930e2e438f3aa5a68d1c086603",
+    6077158,
 )
 SEGMENT_FILE = (
     "person-unet.safetensors",
-    "e4f164a5fc1b48b32e8ff0b7e5fbd6ac3a6937b5c889f13f33291b343761dcc3",
-    13464380,
+    "ef1d17bc2726f363858e6dd20e3990af8f093eb07892dc02552180328c26c695",
+    9165812,
 )
 
 
@@ -44,7 +44,7 @@ MODELS.add(
         imgsz=320,
         conf=0.25,
         iou=0.7,
-        description="embedded: YOLOv8n person detector trained by densecnn (Penn-Fudan + COCO128)",
+        description="embedded: YOLOv8n person detector trained by densecnn (Penn-Fudan + COCO people)",
         fallback=True,
     ),
 )
@@ -57,8 +57,9 @@ MODELS.add(
         arch="unet",
         weights=_file(SEGMENT_FILE),
         classes=("background", "person"),
-        imgsz=224,
-        description="embedded: U-Net (mobilenet_v3_large) person segmenter trained by densecnn",
+        imgsz=256,
+        description="embedded: U-Net (mobilenet_v3_large) person segmenter trained by densecnn "
+        "(Penn-Fudan + COCO people)",
         fallback=True,
     ),
 )
