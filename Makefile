@@ -30,7 +30,7 @@ demo: $(SETUP)
 
 # Rebuild weights/person-yolov8n.safetensors and weights/person-unet.safetensors from DATA (Penn-Fudan,
 # COCO128 and coco-person, see weights/MODELS.md for where to get them): fine-tunes version 1 (read from
-# git history) with fixed seeds, registers the digests, prints the held-out figures. About 40 minutes on
+# git history) with fixed seeds, registers the digests, prints the held-out figures. About 95 minutes on
 # 2 CPU cores; an interrupted training step continues where it stopped when run again.
 DATA ?= ../shared/data
 models: $(SETUP)

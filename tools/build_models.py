@@ -1,17 +1,21 @@
 """Rebuild the embedded models in weights/ with fixed seeds: `make models` (`make models DATA=folder`).
 
 The data folder (default ../shared/data beside the checkout, or $DENSECNN_DATA) holds
-``pennfudan/`` (Penn-Fudan pedestrians: images/ + masks/, https://www.cis.upenn.edu/~jshi/ped_html/)
-and ``coco128/`` (Ultralytics' COCO128 with labels, https://ultralytics.com/assets/coco128.zip,
-plus its instance-segmentation polygons); weights/MODELS.md lists them with their licences.
+``pennfudan/`` (Penn-Fudan pedestrians: images/ + masks/, https://www.cis.upenn.edu/~jshi/ped_html/),
+``coco128/`` (Ultralytics' COCO128 with labels, https://ultralytics.com/assets/coco128.zip, plus its
+instance-segmentation polygons) and ``coco-person/`` (COCO val2017 photos of people: YOLO person boxes,
+instances_person.json polygons); weights/MODELS.md lists them with their licences.
 
-Steps (each one also runs alone: `python tools/build_models.py STEP`):
-  prepare  datasets under build/embedded (Penn-Fudan split + coco128 persons), see embedded_data.py
-  detect   `densecnn train detect`: yolov8n from scratch (Ultralytics' trainer underneath)
-  segment  `densecnn train segment`: U-Net on a registry backbone, person vs background
+Steps (each one also runs alone: `python tools/build_models.py STEP`; `all` trains the detector and
+the segmenter side by side):
+  prepare  datasets under build/embedded (seeded held-out splits, see embedded_data.py) and version 1's
+           files from git history (the starting weights)
+  detect   `densecnn train detect`: version 1 fine-tuned, two runs (Ultralytics' trainer underneath)
+  segment  `densecnn train segment`: version 1's encoder, a narrower U-Net decoder, person vs background
   export   fp16 safetensors into weights/; their sha256 + size written into densecnn/zoo/embedded.py
-  eval     held-out Penn-Fudan figures: `densecnn eval detect|segment`, and the embedded files
-           through densecnn's predictors (recall/precision, IoU)
+  eval     held-out figures: `densecnn eval detect|segment`, the embedded files through densecnn's
+           predictors (recall/precision, IoU, person pixels on photos without people), the street video
+A training step continues an interrupted run (`--resume`) and keeps a finished one.
 """
 
 from __future__ import annotations
