@@ -109,13 +109,14 @@ def _from_yolo_state(yolo: Any, path: Path) -> Any:
 
     import yaml
 
-    from densecnn.checkpoint import load_checkpoint
+    from densecnn.checkpoint import read_meta
     from densecnn.tasks.detect.yolo_state import YAML_KEY, load_yolo_state
 
-    _, meta = load_checkpoint(path)
-    if meta.task != "detect" or YAML_KEY not in meta.extra:
+    meta = read_meta(path)
+    if meta is None or meta.task != "detect" or YAML_KEY not in meta.extra:
         raise UsageError(
-            f"--weights {path}: a densecnn {meta.task} checkpoint ({meta.arch}), not a YOLO detector."
+            f"--weights {path}: not a densecnn YOLO detector file "
+            f"({f'a {meta.task} checkpoint, {meta.arch}' if meta else 'no densecnn metadata'})."
         )
     module = load_yolo_state(path)
     with tempfile.TemporaryDirectory() as tmp:
