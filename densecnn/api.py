@@ -45,7 +45,7 @@ def load(
     weights: str | Path | None = None,
     backbone: str | None = None,
     device: str = "auto",
-    half: bool = False,
+    half: bool | None = None,
     backend: str = "auto",
     **overrides: Any,
 ) -> Predictor:

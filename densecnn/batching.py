@@ -1,8 +1,10 @@
 """How many frames share a forward pass when ``--batch`` is not given.
 
-Live sources: one (the newest frame wins; waiting for a batch would only add latency). File sources
-(images, folders, videos): the batch size with the best measured throughput for this model, input
-size, device, backend and thread count, among 1, 2, 4 and 8. The measurement (a few seconds, once)
+Live sources: one (the newest frame wins; waiting for a batch would only add latency). Folders of
+photos of many sizes: one (``MIXED_SIZES``). Other file sources (images, folders, videos): the batch
+size with the best measured throughput for this model, input size, device, backend, precision and
+thread count, among 1, 2, 4 and 8 (up to 4 on OpenVINO / ONNX Runtime on a CPU: ``candidates_for``),
+the smallest within ``_TIE`` of the fastest. The measurement (a few seconds, once)
 is cached in ``batch_sizes.json`` in the weight cache folder, like the model matrix, keyed by what it
 depends on; a short run (under ``SHORT_RUN`` frames) does not pay for it and uses ``UNMEASURED``
 until one exists.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +33,13 @@ CACHE_NAME = "batch_sizes.json"
 CANDIDATES = (1, 2, 4, 8)
 SHORT_RUN = 64  # frames: below this, a first measurement would cost more than batching saves
 UNMEASURED = 4  # the CPU's usual best for the zoo's defaults (bench/README.md); used until measured
-_TIE = 0.05  # a larger batch must be 5% faster per frame to be chosen (less memory, less latency)
+_TIE = 0.15  # a larger batch must be 15% faster per frame to be chosen: memory grows with it (below)
+MIXED_SIZES = 0.5
+"""Batch 1 when the commonest network input size covers less than this share of a folder's sampled
+images: frames batch only with equal input sizes, so such a folder makes mostly batches of one or
+two, each new batch shape costs an OpenVINO kernel build, and the writer gets its results in bursts
+(yolov8n-seg over coco128, 20 input sizes, 32% the commonest: batch 1 8.8 s, batch 8 9.5 s, peak
+RSS 40 MB lower)."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,22 @@ class BatchChoice:
 
 
 def choose_batch(
-    predictor: Predictor, *, requested: int | None, live: bool, frames: int, cache_dir: Path
+    predictor: Predictor,
+    *,
+    requested: int | None,
+    live: bool,
+    frames: int,
+    cache_dir: Path,
+    image_sizes: Sequence[tuple[int, int]] = (),
 ) -> BatchChoice:
-    """The batch size for a run of ``frames`` frames (0: unknown) of ``predictor``."""
+    """The batch size for a run of ``frames`` frames (0: unknown) of ``predictor``; ``image_sizes``:
+    ``(height, width)`` of a sample of the source's images."""
     if requested is not None:
         return BatchChoice(requested, "--batch")
     if live:
         return BatchChoice(1, "live")
+    if mixed_sizes(predictor, image_sizes):
+        return BatchChoice(1, "images of many sizes")
     if getattr(predictor, "tile", None) is not None:
         return BatchChoice(1, "tiled: a frame's tiles form the batch")
     if hasattr(predictor, "predictors"):  # densecnn run: one measurement per model mix is not kept
@@ -65,7 +84,7 @@ def choose_batch(
         return BatchChoice(best_batch(timings), "cached", timings)
     if 0 < frames < SHORT_RUN:
         return BatchChoice(min(UNMEASURED, frames), "short run")
-    timings = measure(predictor)
+    timings = measure(predictor, candidates=candidates_for(predictor))
     cache[key] = {str(b): round(ms, 3) for b, ms in timings.items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +92,32 @@ def choose_batch(
     except OSError:
         pass  # a read-only cache folder only costs the next run the measuring time
     return BatchChoice(best_batch(timings), "measured", timings)
+
+
+def candidates_for(predictor: Predictor) -> tuple[int, ...]:
+    """The batch sizes worth measuring: up to 4 for a model on OpenVINO or ONNX Runtime on a CPU,
+    which gain little past it (yolov8n at 320 on OpenVINO bf16: 6.3 ms a frame at 4, 6.1 at 8) while
+    memory grows with the batch (the measurement at 8 alone raised a first run's peak RSS by ~110 MB
+    at 640)."""
+    if getattr(predictor, "runtime", None) is not None and predictor.device.type == "cpu":
+        return tuple(b for b in CANDIDATES if b <= 4)
+    return CANDIDATES
+
+
+def mixed_sizes(predictor: Predictor, image_sizes: Sequence[tuple[int, int]]) -> bool:
+    """Whether the commonest network input size (``batch_key``) of ``image_sizes`` covers less than
+    ``MIXED_SIZES`` of them (False below 8 sizes: too few to tell)."""
+    import numpy as np
+
+    from densecnn.results import Frame
+
+    if len(image_sizes) < 8:
+        return False
+    keys = Counter(
+        predictor.batch_key(Frame(np.empty((h, w, 3), np.uint8), source="size", path="size"))
+        for h, w in image_sizes
+    )
+    return keys.most_common(1)[0][1] < MIXED_SIZES * len(image_sizes)
 
 
 def best_batch(ms_per_frame: dict[int, float]) -> int:
@@ -123,8 +168,8 @@ def measure(
 
 
 def cache_key(predictor: Predictor) -> str:
-    """What a measurement depends on: model and its size, input size, device, backend, threads and the
-    versions of torch and densecnn."""
+    """What a measurement depends on: model and its size, input size, device, backend, precision,
+    threads and the versions of torch and densecnn."""
     import torch
 
     spec = predictor.spec
@@ -137,6 +182,7 @@ def cache_key(predictor: Predictor) -> str:
         f"imgsz={size}",
         str(predictor.device),
         getattr(predictor, "backend", "torch"),
+        getattr(predictor, "precision", "fp32"),
         f"threads={torch.get_num_threads()}",
         f"torch={torch.__version__}",
         f"densecnn={_version()}",

@@ -50,6 +50,7 @@ class Row:
     model: str
     task: str = ""
     backend: str = ""
+    precision: str = ""
     imgsz: int | None = None
     batch: int = 0
     frames: int = 0
@@ -123,6 +124,7 @@ def _measure(cell: Cell, source: str, out: Path, *, frames: int, device: str, ba
         row.task = infer_task(pcfg)
         predictor = load_predictor(pcfg, task=row.task)
         row.backend = str(getattr(predictor, "backend", cell.backend))
+        row.precision = str(getattr(predictor, "precision", "fp32"))
         row.imgsz = _input_size(predictor) or cell.imgsz
         # untimed: lazy initialisation, the batch-size measurement (cached), kernel choices
         _run(predictor, row.task, source, pcfg, out, "warmup", max_frames=min(frames, 8))

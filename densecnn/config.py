@@ -88,7 +88,9 @@ class PredictConfig:
     imgsz: int | None = None
     classes: tuple[str, ...] = ()
     device: str = "auto"
-    half: bool = False
+    half: bool | None = None
+    """16-bit inference: True fp16 on CUDA / bf16 under OpenVINO on a CPU with native bf16; None: that
+    bf16 only (OpenVINO's default); False: fp32 everywhere."""
     batch: int | None = None
     """Frames per forward pass; None: chosen per model and device (``densecnn.batching``)."""
     backend: Backend = "auto"

@@ -36,9 +36,10 @@ def select_device(spec: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def use_half(device: torch.device, requested: bool) -> bool:
-    """fp16 only where it helps: CUDA. On CPU ``--half`` is ignored (the caller says so once)."""
-    return requested and device.type == "cuda"
+def use_half(device: torch.device, requested: bool | None) -> bool:
+    """torch fp16 only where it helps and was asked for: CUDA. On a CPU ``--half`` is OpenVINO's bf16
+    (:class:`~densecnn.runtimes.engines.OpenVinoRuntime`) or ignored (the caller says so once)."""
+    return requested is True and device.type == "cuda"
 
 
 def describe(device: torch.device) -> str:

@@ -204,22 +204,22 @@ def draw_instances(image: np.ndarray, result: InstanceSegmentation, *, alpha: fl
     if len(result) == 0:
         return out
     order = np.argsort(result.scores, kind="stable")  # worst first
-    rank = np.empty(len(order), dtype=np.int32)
-    rank[order] = np.arange(1, len(order) + 1)
-    ranked = result.masks * rank[:, None, None].astype(np.uint8 if len(order) < 255 else np.int32)
-    top, covered = ranked.argmax(0), result.masks.any(0)  # the best instance at each covered pixel
-    colors = np.array([color_for(int(c)) for c in result.class_ids], dtype=np.float32)
-    blended = (1.0 - alpha) * out[covered].astype(np.float32) + alpha * colors[top[covered]]
-    out[covered] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    top = result.top_instance  # the best instance at each covered pixel, -1 elsewhere
+    covered = top >= 0
+    colors = np.array([color_for(int(c)) for c in result.class_ids] + [(0, 0, 0)], dtype=np.uint8)
+    # whole-frame blend (SIMD), kept where an instance covers the pixel; index -1 picks the spare row
+    blended = cv2.addWeighted(out, 1.0 - alpha, colors[top], alpha, 0.0)
+    np.copyto(out, blended, where=covered[..., None])
     lw = default_line_width(*out.shape[:2])
-    height, width = out.shape[:2]
+    windows = result.mask_windows()
     for i in order:
-        # Outline inside the box only (masks lie in their boxes: Ultralytics crops them so).
-        pix = _box_pixels(result.boxes[i], width, height) or (0, 0, width - 1, height - 1)
-        crop = result.masks[i, pix[1] : pix[3] + 1, pix[0] : pix[2] + 1].astype(np.uint8)
+        y0, y1, x0, x1 = windows[i]  # the outline is traced inside the mask's window only
+        if y1 <= y0 or x1 <= x0:
+            continue
+        crop = result.masks[i, y0:y1, x0:x1].astype(np.uint8)
         contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         color = tuple(int(v) for v in colors[i])
-        cv2.drawContours(out, contours, -1, color, max(1, lw // 2), cv2.LINE_8, offset=(pix[0], pix[1]))
+        cv2.drawContours(out, contours, -1, color, max(1, lw // 2), cv2.LINE_8, offset=(int(x0), int(y0)))
     return draw_detections(out, result)
 
 

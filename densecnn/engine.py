@@ -168,7 +168,7 @@ class PredictionRun:
             _warm_up(predictor)
         from densecnn.pipeline import apply_thread_plan, plan_threads
 
-        run.threads = plan_threads()
+        run.threads = plan_threads(model_on_torch=_model_on_torch(predictor))
         run._torch_threads_before = apply_thread_plan(run.threads)  # before the batch size is measured
         run.batch = _batch_for(run)
         return run
@@ -263,6 +263,7 @@ class PredictionRun:
             **{k: v for k, v in models.items() if k != "classes"},
             "device": str((self.engine or {}).get("device") or self.predictor.device),  # Ray: the workers'
             "backend": self.predictor.backend,
+            "precision": self.predictor.precision,
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
             **({"threads": self.threads.to_dict()} if self.threads else {}),
@@ -317,8 +318,15 @@ def _batch_for(run: PredictionRun) -> BatchChoice:
     frames = 0 if run.live else run.src.estimated_frames()
     if run.lcfg.max_frames:
         frames = min(frames, run.lcfg.max_frames) if frames else run.lcfg.max_frames
+    sample = getattr(run.src, "image_sizes", None)
+    sizes = sample() if sample is not None and run.pcfg.batch is None and not run.live else []
     return choose_batch(
-        run.predictor, requested=run.pcfg.batch, live=run.live, frames=frames, cache_dir=WeightStore().root
+        run.predictor,
+        requested=run.pcfg.batch,
+        live=run.live,
+        frames=frames,
+        cache_dir=WeightStore().root,
+        image_sizes=sizes,
     )
 
 
@@ -396,3 +404,10 @@ def _warm_up(predictor: Predictor) -> None:
     from densecnn.results import Frame
 
     predictor.warmup(Frame(np.full((480, 640, 3), 114, np.uint8), source="warmup", path="warmup"))
+
+
+def _model_on_torch(predictor: Predictor) -> bool:
+    """Whether torch runs (one of) the model(s): ``densecnn run`` holds one predictor per task."""
+    inner = getattr(predictor, "predictors", None)
+    predictors = list(inner.values()) if isinstance(inner, dict) else [predictor]
+    return any(p.runtime is None for p in predictors)

@@ -6,6 +6,7 @@ top-left corner of the top-left pixel). No drawing and no I/O here: sinks and ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -219,14 +220,47 @@ class Segmentation:
         return {"segments": self.to_dicts()}
 
 
-def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+def encode_rle(mask: np.ndarray, window: Sequence[int] | None = None) -> dict[str, Any]:
     """COCO run-length encoding of one ``(H, W)`` bool mask: ``{"size": [H, W], "counts": str}``
     (pycocotools' compressed RLE, column-major as COCO stores it; decode with
-    ``pycocotools.mask.decode``)."""
+    ``pycocotools.mask.decode``). ``window`` ``(y0, y1, x0, x1)``: every set pixel lies in
+    ``mask[y0:y1, x0:x1]``, so only that crop is scanned."""
     from pycocotools import mask as mask_utils
 
-    rle = mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    height, width = mask.shape
+    y0, y1, x0, x1 = (int(v) for v in window) if window is not None else (0, height, 0, width)
+    rows = y1 - y0
+    counts = [height * width]
+    if rows > 0 and x1 > x0:
+        # The crop's columns, each followed by one zero that stands for the height - rows zeros
+        # between the crop's rows in this column and the next (none when the crop is full height).
+        gap = height - rows
+        stride = rows + (1 if gap else 0)
+        seq = np.zeros((x1 - x0, stride), dtype=bool)
+        seq[:, :rows] = mask[y0:y1, x0:x1].T
+        flat = seq.ravel()
+        starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where a run begins, in seq
+        if flat[0]:
+            starts = np.concatenate(([0], starts))
+        if flat[-1]:
+            starts = np.concatenate((starts, [flat.size]))
+        # back to full-mask column-major positions: each separator before t stands for gap pixels
+        edges = x0 * height + y0 + starts + (starts // stride) * (gap - 1 if gap else 0)
+        edges = edges[edges < height * width]  # a run that ends with the mask adds no boundary
+        counts = np.diff(np.concatenate(([0], edges, [height * width]))).tolist()
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def mask_windows(masks: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` int64 ``(y0, y1, x0, x1)``: the tight bounds of each ``(H, W)`` mask's pixels
+    (``(0, 0, 0, 0)`` for an empty one)."""
+    rows, cols = masks.any(2), masks.any(1)
+    windows = np.zeros((len(masks), 4), dtype=np.int64)
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
+        if r.any():
+            windows[i] = (r.argmax(), len(r) - r[::-1].argmax(), c.argmax(), len(c) - c[::-1].argmax())
+    return windows
 
 
 @dataclass
@@ -235,15 +269,25 @@ class InstanceSegmentation(Detections):
 
     masks: ``(N, H, W)`` bool in original-image pixels (``masks[i, y, x]``: input pixel ``(x, y)``
     belongs to instance ``i``); ``H, W`` is the image size also when ``N == 0``.
+    windows: ``(N, 4)`` int ``(y0, y1, x0, x1)`` with every pixel of mask ``i`` inside
+    ``masks[i, y0:y1, x0:x1]`` (keyword-only; a model that crops masks to their boxes gives the box,
+    else computed when first needed): what the label map, RLE and drawing scan instead of whole frames.
     """
 
     masks: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=bool))
+    windows: np.ndarray | None = field(default=None, kw_only=True, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.masks = np.asarray(self.masks, dtype=bool)
         if self.masks.ndim != 3 or len(self.masks) != len(self.boxes):
             raise ValueError(f"InstanceSegmentation: {len(self.boxes)} boxes but masks {self.masks.shape}")
+        if self.windows is not None:
+            self.windows = np.asarray(self.windows, dtype=np.int64).reshape(-1, 4)
+            if len(self.windows) != len(self.boxes):
+                raise ValueError(
+                    f"InstanceSegmentation: {len(self.boxes)} boxes but {len(self.windows)} windows"
+                )
 
     @property
     def height(self) -> int:
@@ -261,16 +305,32 @@ class InstanceSegmentation(Detections):
             self.names,
             self.masks[keep],
             track_ids=self._ids(keep),
+            windows=self.windows[keep] if self.windows is not None else None,
         )
+
+    def mask_windows(self) -> np.ndarray:
+        """:attr:`windows`, computed from the masks if the model gave none."""
+        if self.windows is None:
+            self.windows = mask_windows(self.masks)
+        return self.windows
+
+    @cached_property
+    def top_instance(self) -> np.ndarray:
+        """``(H, W)`` int32: the index of the highest-scoring instance covering each pixel, -1 where
+        none does (equal scores: the later instance)."""
+        top = np.full((self.height, self.width), -1, dtype=np.int32)
+        windows = self.mask_windows()
+        for i in np.argsort(self.scores, kind="stable"):  # best last, so it ends on top
+            y0, y1, x0, x1 = windows[i]
+            np.copyto(top[y0:y1, x0:x1], i, where=self.masks[i, y0:y1, x0:x1])
+        return top
 
     @cached_property
     def label_map(self) -> np.ndarray:
         """``(H, W)`` uint8: the class id of the highest-scoring instance covering each pixel,
         ``IGNORE_ID`` (255) where no instance does."""
-        labels = np.full((self.height, self.width), IGNORE_ID, dtype=np.uint8)
-        for i in np.argsort(self.scores, kind="stable"):  # best last, so it ends on top
-            labels[self.masks[i]] = min(int(self.class_ids[i]), IGNORE_ID - 1)
-        return labels
+        classes = np.append(np.minimum(self.class_ids, IGNORE_ID - 1), IGNORE_ID).astype(np.uint8)
+        return classes[self.top_instance]  # index -1 picks the appended IGNORE_ID
 
     def segments(self) -> list[dict[str, Any]]:
         """Per-class pixel fractions of :attr:`label_map`, as ``Segmentation.to_dicts`` (255: none)."""
@@ -286,7 +346,9 @@ class InstanceSegmentation(Detections):
     @cached_property
     def rles(self) -> list[dict[str, Any]]:
         """The COCO RLE of each mask (encoded once, for every sink that writes them)."""
-        return [encode_rle(mask) for mask in self.masks]
+        return [
+            encode_rle(mask, window) for mask, window in zip(self.masks, self.mask_windows(), strict=True)
+        ]
 
     def record(self) -> dict[str, Any]:
         return {"segments": self.segments(), "instances": self.to_dicts()}

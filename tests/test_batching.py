@@ -75,7 +75,9 @@ def test_default_batching_changes_no_output_on_mixed_sizes(
     batched, summary = _run(run_cli, folder, yolo_weights, "auto", "--batch", "8")
     default, summary_default = _run(run_cli, folder, yolo_weights, "default")
     one, _ = _run(run_cli, folder, yolo_weights, "one", "--batch", "1")
-    assert summary["frames"] == 16 and summary_default["batch"] > 1
+    assert summary["frames"] == 16 and summary["batch"] == 8
+    # no input size covers half of these images: the default does not batch them
+    assert (summary_default["batch"], summary_default["batch_from"]) == (1, "images of many sizes")
     assert b'"detections":[{' in one
     same_predictions(batched, one)
     same_predictions(default, one)
@@ -95,6 +97,20 @@ def test_batch_choice_measured_once_then_cached(tmp_path: Path, yolo_weights: Pa
     assert (again.size, again.origin) == (first.size, "cached")
     assert choose_batch(predictor, frames=5000, live=True, requested=None, cache_dir=tmp_path).size == 1
     assert choose_batch(predictor, frames=5000, live=False, requested=3, cache_dir=tmp_path).size == 3
+
+
+def test_folders_of_many_sizes_run_one_at_a_time(tmp_path: Path, yolo_weights: Path) -> None:
+    """Batch 1 when no network input size covers half the sampled images; photos of one size (and
+    of few sizes, one of them common) are measured as usual; fewer than 8 sizes tell nothing."""
+    predictor, _ = loaded("detect", PredictConfig(weights=yolo_weights, device="cpu", imgsz=64))
+    kwargs = {"requested": None, "live": False, "frames": 0, "cache_dir": tmp_path}
+    many = [(640, 640), (320, 640), (640, 320)] * 3  # at imgsz 64: three letterbox sizes, a third each
+    assert choose_batch(predictor, image_sizes=many, **kwargs).origin == "images of many sizes"
+    common = [(640, 640)] * 10 + [(320, 640), (640, 320)]
+    assert choose_batch(predictor, image_sizes=common, **kwargs).origin == "measured"
+    assert choose_batch(predictor, image_sizes=many[:7], **kwargs).origin == "cached"
+    given = choose_batch(predictor, image_sizes=many, **{**kwargs, "requested": 4})
+    assert (given.size, given.origin) == (4, "--batch")
 
 
 @pytest.mark.parametrize("frames", [1, SHORT_RUN - 1])

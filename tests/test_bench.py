@@ -26,13 +26,16 @@ def test_bench_table_and_json_every_column_filled(
         "--imgsz", "160", "--imgsz", "224", "--frames", "6", "--data", str(data),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
-    for header in ("model", "backend", "FPS", "peak RSS MB", "metric"):
+    for header in ("model", "backend", "precision", "FPS", "peak RSS MB", "metric"):
         assert header in r.stdout
     assert "mAP50-95 0." in r.stdout
     doc = json.loads((tmp_path / "runs/bench/exp/bench.json").read_text())
     assert doc["machine"]["cores"] and doc["machine"]["load_average"] is not None
     rows = doc["rows"]
-    assert [(row["backend"], row["imgsz"]) for row in rows] == [("torch", 160), ("torch", 224)]
+    assert [(row["backend"], row["precision"], row["imgsz"]) for row in rows] == [
+        ("torch", "fp32", 160),
+        ("torch", "fp32", 224),
+    ]
     for row in rows:
         assert row["error"] is None and row["task"] == "detect" and row["model"] == yolo_weights.name
         assert row["frames"] == 6 and row["fps"] > 0 and row["wall_s"] > 0 and row["batch"] >= 1

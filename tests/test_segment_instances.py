@@ -149,6 +149,77 @@ def test_instance_result_label_map_and_record() -> None:
         InstanceSegmentation(boxes=[[0, 0, 1, 1]], scores=[1.0], class_ids=[0], masks=np.zeros((0, 4, 4)))
 
 
+@pytest.mark.parametrize(
+    ("proto", "shape"),
+    [
+        ((160, 160), (480, 640)),
+        ((120, 160), (480, 640)),
+        ((160, 120), (640, 427)),
+        ((48, 80), (360, 640)),
+        ((160, 128), (500, 375)),
+        ((160, 160), (1080, 1920)),
+    ],
+)
+def test_masks_in_boxes_equal_ultralytics_process_mask_native(
+    proto: tuple[int, int], shape: tuple[int, int]
+) -> None:
+    """Box-only mask computation against Ultralytics' whole-frame one (what retina_masks=True runs)
+    on random prototypes and boxes, some reaching out of the image: the same pixels (float rounding
+    may flip a logit within ~1e-6 of 0), the same empty masks, windows = the box pixels."""
+    import torch
+
+    import_ultralytics()
+    from ultralytics.utils import ops
+
+    from densecnn.tasks.segment.instance_masks import masks_in_boxes
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    (mh, mw), (h, w) = proto, shape
+    protos = torch.randn(32, mh, mw, generator=generator)
+    coefficients = torch.randn(24, 32, generator=generator) * 0.3
+    corner = torch.rand(24, 2, generator=generator) * torch.tensor([w, h]) - 20
+    boxes = torch.cat(
+        [corner, corner + torch.rand(24, 2, generator=generator) * torch.tensor([w, h]) * 0.7], 1
+    )
+    boxes[0] = torch.tensor([5.2, 5.0, 5.8, 30.0])  # holds no pixel column (x >= 5.2 and x < 5.8): empty
+    ref = ops.process_mask_native(protos, coefficients, boxes.clone(), shape).bool().numpy()
+    masks, windows, nonempty = masks_in_boxes(protos, coefficients, boxes, shape)
+    assert masks.shape == ref.shape == (24, h, w)
+    assert (masks != ref).sum() <= ref.size * 1e-5
+    assert np.array_equal(nonempty, ref.reshape(24, -1).any(1)) and not nonempty[0]
+    for mask, (y0, y1, x0, x1) in zip(masks, windows, strict=True):
+        outside = mask.copy()
+        outside[y0:y1, x0:x1] = False
+        assert not outside.any()
+
+
+def test_rle_of_a_window_equals_pycocotools_whole_mask() -> None:
+    """RLE computed over a mask's window (its columns' crop) equals pycocotools on the whole mask:
+    windows that touch every edge, full-height ones, empty masks, masks of one pixel."""
+    from densecnn.results import encode_rle, mask_windows
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = rng.integers(1, 30, 2)
+        mask = np.zeros((h, w), dtype=bool)
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        y1, x1 = rng.integers(y0, h + 1), rng.integers(x0, w + 1)
+        mask[y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < rng.random()
+        want = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        for window in ((y0, y1, x0, x1), tuple(mask_windows(mask[None])[0]), None):
+            assert encode_rle(mask, window)["counts"] == want
+
+
+def test_windows_carry_through_filter_and_are_computed_when_missing() -> None:
+    inst = _toy()
+    assert inst.windows is None
+    assert inst.mask_windows().tolist() == [[2, 12, 3, 15], [8, 18, 10, 25], [0, 2, 0, 2]]
+    kept = inst.filter(np.array([True, False, True]))
+    assert kept.windows is not None and kept.windows.tolist() == [[2, 12, 3, 15], [0, 2, 0, 2]]
+    top = inst.top_instance
+    assert top[10, 12] == 0 and top[15, 20] == 1 and top[1, 1] == 2 and top[19, 29] == -1
+
+
 def test_instance_overlay() -> None:
     inst = _toy(scale=10)
     image = np.full((200, 300, 3), 100, dtype=np.uint8)

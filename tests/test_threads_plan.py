@@ -29,6 +29,15 @@ def test_plan_gives_the_model_all_but_one_core_from_three_on(
     assert plan.encoder == encoder_threads(cores) == max(1, cores // 4)
 
 
+@pytest.mark.parametrize("cores", [1, 2, 8])
+def test_plan_gives_torch_one_thread_when_another_runtime_runs_the_model(
+    monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plan = plan_threads(cores, model_on_torch=False)
+    assert (plan.cores, plan.torch, plan.encoder) == (cores, 1, encoder_threads(cores))
+
+
 def test_users_omp_num_threads_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     plan = plan_threads(8)

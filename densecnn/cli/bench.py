@@ -93,6 +93,7 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
         Col("model"),
         Col("task"),
         Col("backend"),
+        Col("precision"),
         Col("imgsz", 0, "right"),
         Col("batch", 0, "right"),
         Col("frames", 0, "right"),
@@ -104,8 +105,8 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
     table = []
     for r in rows:
         if not r.frames:
-            table.append([r.model, r.task, r.backend, str(r.imgsz or ""), "", "", "[red]failed[/]",
-                          *([""] * len(STAGES)), "", r.error or ""])  # fmt: skip
+            table.append([r.model, r.task, r.backend, r.precision, str(r.imgsz or ""), "", "",
+                          "[red]failed[/]", *([""] * len(STAGES)), "", r.error or ""])  # fmt: skip
             continue
         metric = (
             f"{r.metric} {r.metric_value:.4f}"
@@ -114,8 +115,9 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
             if r.error
             else "— (no --data)"
         )
-        table.append([r.model, r.task, r.backend, str(r.imgsz), str(r.batch), str(r.frames), f"{r.fps:.2f}",
-                      *(f"{r.stage_ms[s]:.1f}" for s in STAGES), f"{r.peak_rss_mb:.0f}", metric])  # fmt: skip
+        table.append([r.model, r.task, r.backend, r.precision, str(r.imgsz), str(r.batch), str(r.frames),
+                      f"{r.fps:.2f}", *(f"{r.stage_ms[s]:.1f}" for s in STAGES), f"{r.peak_rss_mb:.0f}",
+                      metric])  # fmt: skip
     load = ", ".join(map(str, machine.get("load_average") or []))
     print_table(
         title="densecnn bench",

@@ -58,6 +58,7 @@ def eval_command(
     ignore_index: opt.IgnoreIndex = EvalConfig.ignore_index,
     device: opt.Device = EvalConfig.device,
     backend: opt.BackendOpt = EvalConfig.backend,  # type: ignore[assignment]
+    half: opt.Half = EvalConfig.half,
     out: opt.Out = EvalConfig.project,
     project: opt.Project = None,
     name: opt.Name = EvalConfig.name,
@@ -94,6 +95,7 @@ def eval_command(
             batch=batch,
             device=device,
             backend=str(backend),  # type: ignore[arg-type]
+            half=half,
             conf=conf,
             iou=iou,
             split=split,  # type: ignore[arg-type]  # checked in EvalConfig

@@ -86,11 +86,17 @@ def run_prediction(
         from densecnn.cli.report import RichProgress
         from densecnn.device import describe
 
-        if pcfg.half and run.predictor.device.type != "cuda":
-            console.print("[yellow]--half is ignored on CPU (fp16 runs only on CUDA).[/]")
+        predictor = run.predictor
+        if pcfg.half and predictor.device.type != "cuda" and predictor.precision != "bf16":
+            console.print(
+                "[yellow]--half is ignored here: on a CPU, 16-bit inference is bf16 under OpenVINO on a "
+                "CPU that computes it natively (AMX or AVX512-BF16).[/]"
+            )
         console.print(
-            f"[bold]densecnn {task}[/] {run.model_label} on {describe(run.predictor.device)}, "
-            f"{run.predictor.backend}" + (f", {run.batch.describe()}" if run.batch is not None else "") + ": "
+            f"[bold]densecnn {task}[/] {run.model_label} on {describe(predictor.device)}, "
+            f"{predictor.backend} {predictor.precision}"
+            + (f", {run.batch.describe()}" if run.batch is not None else "")
+            + ": "
             f"{_describe_inputs(run)} → {run.run_dir}"
         )
         if run.resuming:

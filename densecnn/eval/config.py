@@ -28,6 +28,7 @@ class EvalConfig:
     batch: int = 8
     device: str = "auto"
     backend: Backend = "auto"
+    half: bool | None = None
     conf: float = 0.001
     iou: float = 0.7
     split: Literal["val", "train", "all"] = "val"
@@ -56,6 +57,7 @@ class EvalConfig:
             "imgsz": self.imgsz,
             "device": self.device,
             "backend": self.backend,
+            "half": self.half,
         }
         return load_predictor(PredictConfig(**{**given, **settings}), task=self.task)
 

@@ -45,7 +45,7 @@ def apply_backend(predictor: Predictor, request: BuildRequest, store: WeightStor
     require(backend)
     if not exportable(predictor):
         raise not_exportable(predictor)
-    set_runtime(predictor, auto_runtime(predictor, backend, store))
+    set_runtime(predictor, auto_runtime(predictor, backend, store, half=request.cfg.half))
 
 
 def set_runtime(predictor: Predictor, runtime: Runtime) -> None:
@@ -54,12 +54,15 @@ def set_runtime(predictor: Predictor, runtime: Runtime) -> None:
     predictor.static_input = not runtime.dynamic
 
 
-def auto_runtime(predictor: Predictor, backend: str, store: WeightStore) -> Runtime:
-    """``predictor``'s model as a dynamic fp32 graph on ``backend``, exported once per checkpoint."""
+def auto_runtime(
+    predictor: Predictor, backend: str, store: WeightStore, *, half: bool | None = None
+) -> Runtime:
+    """``predictor``'s model as a dynamic fp32 graph on ``backend``, exported once per checkpoint;
+    ``half`` as ``--half`` (OpenVINO on a CPU: None computes in bf16 where the CPU does natively)."""
     from densecnn.runtimes.engines import open_runtime
 
     path, meta = auto_export(predictor, "onnx" if backend == "onnxruntime" else "openvino", store)
-    return open_runtime(backend, path, meta, device=predictor.device)
+    return open_runtime(backend, path, meta, device=predictor.device, half=half)
 
 
 def auto_export(predictor: Predictor, fmt: str, store: WeightStore) -> tuple[Path, ExportMeta]:
@@ -139,7 +142,7 @@ def exported_predictor(request: BuildRequest) -> Predictor:
     module, name = _KINDS[meta.kind]
     cls = getattr(importlib.import_module(module), name)
     predictor: Predictor = cls.from_export(meta, request)
-    set_runtime(predictor, open_runtime(backend, path, meta, device=request.device))
+    set_runtime(predictor, open_runtime(backend, path, meta, device=request.device, half=request.cfg.half))
     return predictor
 
 

@@ -13,6 +13,8 @@ class Runtime(Protocol):
     the order the export wrote them (YOLO -seg: predictions, prototypes)."""
 
     backend: str
+    precision: str
+    """What the graph computes in: fp32, fp16, bf16 or int8."""
     dynamic: bool
     """Whether height, width and batch may vary; a static graph takes its exported shape only."""
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 CACHE_NAME = "backend_choice.json"
 ENV_BACKEND = "DENSECNN_BACKEND"
-METHOD = 1  # bump when the way backends are measured changes
+METHOD = 2  # bump when the way backends are measured changes
 MARGIN = 0.95  # another backend must take at most 95% of torch's time
 WARMUP, RUNS = 2, 7
 
@@ -63,14 +63,17 @@ def candidates(predictor: Predictor) -> list[str]:
     return ["torch"]
 
 
-def cache_key(predictor: Predictor) -> str:
+def cache_key(predictor: Predictor, half: bool | None = None) -> str:
+    """Model, input size, device and precision asked for (``--half``: "" when not given)."""
     model = predictor.spec.name if predictor.spec is not None else type(predictor).__name__
     size = getattr(predictor, "imgsz", None)
     if size is None and hasattr(predictor, "prep"):
         size = predictor.prep.crop
     size = size[-1] if isinstance(size, list | tuple) else size
-    half = "-fp16" if getattr(predictor, "fp16", False) or getattr(predictor, "half", False) else ""
-    return f"{model}@{size}/{predictor.device.type}{half}"
+    precision = {None: "", True: "-half", False: "-fp32"}[half]
+    if getattr(predictor, "fp16", False) or getattr(predictor, "half", False):
+        precision = "-fp16"
+    return f"{model}@{size}/{predictor.device.type}{precision}"
 
 
 def choose_backend(predictor: Predictor, request: BuildRequest, store: WeightStore) -> str:
@@ -81,7 +84,7 @@ def choose_backend(predictor: Predictor, request: BuildRequest, store: WeightSto
     options = candidates(predictor)
     if len(options) == 1:
         return options[0]
-    key = cache_key(predictor)
+    key = cache_key(predictor, request.cfg.half)
     path = store.root / CACHE_NAME
     cache = _read(path)
     hit = cache["choices"].get(key)
@@ -91,7 +94,7 @@ def choose_backend(predictor: Predictor, request: BuildRequest, store: WeightSto
         f"densecnn: measuring {', '.join(options)} for {key} (once per machine; --backend skips this)",
         file=sys.stderr,
     )
-    timings = measure(predictor, options, store)
+    timings = measure(predictor, options, store, half=request.cfg.half)
     best = _pick(timings)
     cache["choices"][key] = {"backend": best, "ms": {b: round(t * 1e3, 2) for b, t in timings.items()}}
     _write(path, cache)
@@ -105,8 +108,11 @@ def _pick(timings: dict[str, float]) -> str:
     return fastest
 
 
-def measure(predictor: Predictor, backends: list[str], store: WeightStore) -> dict[str, float]:
-    """Seconds of one ``forward`` per backend (fastest of ``RUNS``), on a prepared 640x360 frame."""
+def measure(
+    predictor: Predictor, backends: list[str], store: WeightStore, *, half: bool | None = None
+) -> dict[str, float]:
+    """Seconds of one ``forward`` per backend (fastest of ``RUNS``), on a prepared 640x360 frame, in the
+    precision each backend would run (``half`` as ``--half``)."""
     import torch
 
     from densecnn.results import Frame
@@ -114,7 +120,7 @@ def measure(predictor: Predictor, backends: list[str], store: WeightStore) -> di
 
     frame = Frame(np.full((360, 640, 3), 114, np.uint8), source="probe", path="probe")
     saved = predictor.runtime, predictor.backend, predictor.static_input
-    runtimes = {b: None if b == "torch" else auto_runtime(predictor, b, store) for b in backends}
+    runtimes = {b: None if b == "torch" else auto_runtime(predictor, b, store, half=half) for b in backends}
     times: dict[str, list[float]] = {b: [] for b in backends}
     try:
         predictor.static_input = False

@@ -273,6 +273,16 @@ class FileSource:
             self._estimate = total
         return self._estimate
 
+    def image_sizes(self, limit: int = 32) -> list[tuple[int, int]]:
+        """``(height, width)`` of up to ``limit`` of the images, spread over the list, from their
+        headers (no decoding); files that cannot be read are left out."""
+        from densecnn.sources.images import header_size
+
+        images = [ref for ref in self.inputs if ref.kind == "image"]
+        step = max(1, len(images) // limit)
+        sizes = [header_size(ref.path) for ref in images[::step][:limit]]
+        return [size for size in sizes if size is not None]
+
     def events(self, stop: threading.Event | None = None) -> Iterator[SourceEvent]:
         """Per input: ``InputStart``, ``Frame``s, maybe ``InputFailure``, ``InputEnd``.
 

@@ -126,6 +126,18 @@ def decode_image(buf: bytes, *, on_corrupt: OnCorrupt = "skip") -> np.ndarray:
     return image
 
 
+def header_size(path: Path, *, head: int = 262_144) -> tuple[int, int] | None:
+    """``(height, width)`` as an image file's header declares it (read from its first ``head``
+    bytes, nothing decoded; EXIF orientation not applied); None when unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            buf = fh.read(head)
+    except OSError:
+        return None
+    _, size = _declared_size(buf)
+    return (size[1], size[0]) if size is not None else None
+
+
 def _declared_size(buf: bytes) -> tuple[str | None, tuple[int, int] | None]:
     """``(format, (width, height))`` from the header, without decoding pixels.
 

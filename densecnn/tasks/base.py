@@ -75,6 +75,14 @@ class Predictor:
     def forward(self, batch: Any) -> Any:
         raise NotImplementedError
 
+    @property
+    def precision(self) -> str:
+        """What ``forward`` computes in: its runtime's (fp32, fp16, bf16, int8), else fp16 for a
+        CUDA ``--half`` and fp32."""
+        if self.runtime is not None:
+            return self.runtime.precision
+        return "fp16" if getattr(self, "fp16", False) or getattr(self, "half", False) is True else "fp32"
+
     def run_model(self, x: torch.Tensor) -> Any:
         """The model on one input tensor: the backend's runtime when one is set, else ``self.model``."""
         if self.runtime is not None:

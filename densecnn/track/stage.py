@@ -109,7 +109,8 @@ class SourceTracker:
         }
         tracked: Detections
         if isinstance(result, InstanceSegmentation):
-            tracked = InstanceSegmentation(**fields, masks=result.masks[index])
+            windows = result.windows[index] if result.windows is not None else None
+            tracked = InstanceSegmentation(**fields, masks=result.masks[index], windows=windows)
         else:
             tracked = Detections(**fields)
         objects = []

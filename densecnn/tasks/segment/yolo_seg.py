@@ -2,11 +2,11 @@
 
 Preprocessing, inference and NMS are the detection adapter's (:class:`YoloDetector`: LetterBox,
 AutoBackend, ``non_max_suppression`` with the mask coefficients kept as extra columns). Masks are
-made the way Ultralytics' ``predict(retina_masks=True)`` makes them, with its own functions: boxes
-scaled back to the input (``scale_boxes``), then ``process_mask_native``: prototypes x coefficients,
-bilinear upsampling, the letterbox padding cut away (``scale_masks``), resized to the input's exact
-``(H, W)``, thresholded at 0 and cropped to the box. So mask pixel ``(x, y)`` is input pixel
-``(x, y)``. As Ultralytics does, instances whose mask comes out empty are dropped.
+the ones Ultralytics' ``predict(retina_masks=True)`` makes: boxes scaled back to the input
+(``scale_boxes``), then ``process_mask_native``'s chain (prototypes x coefficients, bilinear
+upsampling, the letterbox padding cut away, resized to the input's exact ``(H, W)``, thresholded at 0,
+cropped to the box), computed inside each box only (:mod:`.instance_masks`). So mask pixel ``(x, y)``
+is input pixel ``(x, y)``. As Ultralytics does, instances whose mask comes out empty are dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ class YoloSegmenter(YoloDetector):
     ) -> list[InstanceSegmentation]:  # type: ignore[override]
         from ultralytics.utils import ops
 
+        from densecnn.tasks.segment.instance_masks import masks_in_boxes
+
         # PyTorch models return ((boxes+scores+coefficients, protos), raw head outputs); exported
         # ones (boxes..., protos). Same split as Ultralytics' SegmentationPredictor.
         protos = raw[0][1] if isinstance(raw[0], tuple) else raw[1]
@@ -46,13 +48,12 @@ class YoloSegmenter(YoloDetector):
             pred = pred.float()  # fp16 runs: process_mask_native multiplies by float prototypes
             height, width = frame.image.shape[:2]
             pred[:, :4] = ops.scale_boxes(batch.shape[2:], pred[:, :4], frame.image.shape)
-            masks = ops.process_mask_native(proto, pred[:, 6:], pred[:, :4], (height, width))
-            keep = masks.amax((-2, -1)) > 0
-            pred, masks = pred[keep], masks[keep]
-            p = pred[:, :6].float().cpu().numpy()
+            masks, windows, keep = masks_in_boxes(proto, pred[:, 6:], pred[:, :4], (height, width))
+            p = pred[:, :6].cpu().numpy()[keep]
+            masks = masks if keep.all() else masks[keep]
             out.append(
                 InstanceSegmentation(
-                    p[:, :4], p[:, 4], p[:, 5].astype("int64"), self.names, masks.bool().cpu().numpy()
+                    p[:, :4], p[:, 4], p[:, 5].astype("int64"), self.names, masks, windows=windows[keep]
                 )
             )
         return out
