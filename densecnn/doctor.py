@@ -184,6 +184,11 @@ def _backends() -> list[Check]:
     ):
         if _dist(dist) and name not in found:
             found.append(name)
+    if "openvino" in found:
+        from densecnn.runtimes.engines import cpu_has_bf16
+
+        bf16 = cpu_has_bf16()
+        found[-1] += " (bf16 on this CPU: OpenVINO's default, --no-half for fp32)" if bf16 else " (fp32)"
     return [Check("inference backends", "ok", ", ".join(found))]
 
 

@@ -207,8 +207,16 @@ def draw_instances(image: np.ndarray, result: InstanceSegmentation, *, alpha: fl
     top = result.top_instance  # the best instance at each covered pixel, -1 elsewhere
     covered = top >= 0
     colors = np.array([color_for(int(c)) for c in result.class_ids] + [(0, 0, 0)], dtype=np.uint8)
-    # whole-frame blend (SIMD), kept where an instance covers the pixel; index -1 picks the spare row
-    blended = cv2.addWeighted(out, 1.0 - alpha, colors[top], alpha, 0.0)
+    if len(result) < 255:  # the colour of each pixel's instance through a lookup table (SIMD)
+        lut = np.zeros((256, 1, 3), dtype=np.uint8)
+        lut[: len(colors), 0] = colors
+        lut[255, 0] = colors[-1]
+        index = top.astype(np.uint8)  # -1 (no instance) wraps to 255
+        painted = cv2.LUT(cv2.merge([index, index, index]), lut)
+    else:
+        painted = colors[top]  # index -1 picks the spare row
+    # whole-frame blend, kept where an instance covers the pixel
+    blended = cv2.addWeighted(out, 1.0 - alpha, painted, alpha, 0.0)
     np.copyto(out, blended, where=covered[..., None])
     lw = default_line_width(*out.shape[:2])
     windows = result.mask_windows()

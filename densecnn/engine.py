@@ -206,6 +206,8 @@ class PredictionRun:
             duration=self.lcfg.duration,
             ui=self.display.pump if self.display is not None else None,
             stages=self.stages,
+            # live or shown in a window: each frame's result as soon as it exists
+            overlap=not self.live and self.display is None,
             **({"draw": draw} if draw is not None else {}),
         )
         self._add_live_counts()

@@ -27,6 +27,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -319,6 +320,7 @@ def stream(
     duration: float = 0.0,
     ui: Callable[[], None] | None = None,
     stages: Sequence[Stage] = (),
+    overlap: bool = False,
 ) -> Iterator[Prediction]:
     """Decode ``events``, predict in batches of ``batch`` frames, feed every sink in order, and yield
     each prediction once the model made it (its outputs follow on the writer thread; all are written
@@ -333,6 +335,9 @@ def stream(
     ``ui()`` is called on the calling (main) thread while it waits for frames and after each batch:
     GUI toolkits (OpenCV's window, ``--show``) only work from the main thread. ``stages`` process each
     prediction before it is yielded or written (module docstring); their ``finish`` fills ``summary``.
+    ``overlap`` (file sources): each batch's postprocessing runs on a thread of its own while the
+    next batch is preprocessed and goes through the model (predictions come one batch later; live
+    sources keep the lowest latency without it).
     """
     stop = stop or threading.Event()
     progress = progress or Progress()
@@ -358,7 +363,7 @@ def stream(
     try:
         inbox = _Inbox(q_in, ui)
         yield from _predict_loop(
-            inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits, tuple(stages)
+            inbox, q_out, predictor, batch, on_error, stop, summary, writer, limits, tuple(stages), overlap
         )
     except GeneratorExit:
         closed_by_caller = True
@@ -429,36 +434,44 @@ def _predict_loop(
     writer: _Writer,
     limits: RunLimits,
     stages: tuple[Stage, ...],
+    overlap: bool = False,
 ) -> Iterator[Prediction]:
     pending: list[Any] = []  # events and frames in source order, predicted together
     n_frames = 0
     failed: InputFailure | None = None  # with on_error="fail": the input that stopped the run
-    while True:
-        item = q_in.get()
-        if isinstance(item, _Done):
-            yield from _flush(pending, predictor, q_out, stages)
-            if item.error is not None:
-                raise item.error
-            return
-        if writer.error is not None:
-            raise writer.error
-        if failed is not None:
-            # already read ahead: drop it, except the end of the failed input (sinks close it)
-            if isinstance(item, InputEnd) and item.ref == failed.ref:
-                pending.append(item)
-            continue
-        if isinstance(item, Frame) and limits.reached(stop):
-            continue  # past --max-frames / --duration: the reader is stopping; only events go on
-        pending.append(item)
-        if isinstance(item, Frame):
-            n_frames += 1
-        if isinstance(item, InputFailure) and on_error == "fail":
-            summary.stopped_on_error = True
-            failed = item
-            stop.set()
-        if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
-            yield from _flush(pending, predictor, q_out, stages)
-            pending, n_frames = [], 0
+    post = _PostThread() if overlap else None
+    try:
+        while True:
+            item = q_in.get()
+            if isinstance(item, _Done):
+                yield from _flush(pending, predictor, q_out, stages, post)
+                if post is not None:
+                    yield from _emit(post.take(), q_out, stages)
+                if item.error is not None:
+                    raise item.error
+                return
+            if writer.error is not None:
+                raise writer.error
+            if failed is not None:
+                # already read ahead: drop it, except the end of the failed input (sinks close it)
+                if isinstance(item, InputEnd) and item.ref == failed.ref:
+                    pending.append(item)
+                continue
+            if isinstance(item, Frame) and limits.reached(stop):
+                continue  # past --max-frames / --duration: the reader is stopping; only events go on
+            pending.append(item)
+            if isinstance(item, Frame):
+                n_frames += 1
+            if isinstance(item, InputFailure) and on_error == "fail":
+                summary.stopped_on_error = True
+                failed = item
+                stop.set()
+            if n_frames >= batch or (isinstance(item, InputEnd) and q_in.empty()):
+                yield from _flush(pending, predictor, q_out, stages, post)
+                pending, n_frames = [], 0
+    finally:
+        if post is not None:
+            post.close()
 
 
 def predict_events(pending: list[Any], predictor: Predictor, batch: int = 0) -> list[Any]:
@@ -471,11 +484,60 @@ def predict_events(pending: list[Any], predictor: Predictor, batch: int = 0) -> 
     return [Prediction(x, next(results)) if isinstance(x, Frame) else x for x in pending]
 
 
+def _deferred_events(pending: list[Any], predictor: Predictor) -> Callable[[], list[Any]]:
+    """:func:`predict_events` in two halves: preprocessing and the forward pass now, the returned
+    function postprocesses (``Predictor.predict_deferred``)."""
+    frames = [x for x in pending if isinstance(x, Frame)]
+    finish = predictor.predict_deferred(frames) if frames else list
+
+    def events() -> list[Any]:
+        results = iter(finish())
+        return [Prediction(x, next(results)) if isinstance(x, Frame) else x for x in pending]
+
+    return events
+
+
+class _PostThread:
+    """One batch's postprocessing at a time, on its own thread, while the predict thread goes on."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="densecnn-post")
+        self._running: Future[list[Any]] | None = None
+
+    def swap(self, work: Callable[[], list[Any]]) -> list[Any]:
+        """Start ``work``; return what the one started before it gave (waiting for it), if any."""
+        before = self.take()
+        self._running = self._pool.submit(work)
+        return before
+
+    def take(self) -> list[Any]:
+        """What the running work gives (waiting for it); [] when none runs."""
+        running, self._running = self._running, None
+        return running.result() if running is not None else []
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _flush(
-    pending: list[Any], predictor: Predictor, q_out: queue.Queue[Any], stages: tuple[Stage, ...]
+    pending: list[Any],
+    predictor: Predictor,
+    q_out: queue.Queue[Any],
+    stages: tuple[Stage, ...],
+    post: _PostThread | None = None,
 ) -> Iterator[Prediction]:
+    if post is None:
+        items = predict_events(pending, predictor)
+    else:  # this batch through the model, then the one before it out of the postprocessing thread
+        items = post.swap(_deferred_events(pending, predictor))
+    yield from _emit(items, q_out, stages)
+
+
+def _emit(items: list[Any], q_out: queue.Queue[Any], stages: tuple[Stage, ...]) -> Iterator[Prediction]:
+    """Predictions and events, in order, through the stages to the writer; then the predictions to
+    the caller."""
     done: list[Prediction] = []
-    for item in predict_events(pending, predictor):
+    for item in items:
         for stage in stages:
             if isinstance(item, Prediction):
                 item = stage.process(item)

@@ -127,7 +127,7 @@ class CocoSink(Sink):
 
     def close(self) -> None:
         if self._images and not self._written:
-            atomic_write_json(self.path, self.dataset())
+            atomic_write_json(self.path, self.dataset(), compact=True)
             self._written = True
 
     def outputs(self) -> list[Path]:

@@ -8,7 +8,7 @@ always in original-image pixels.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class StageTimer:
-    """Seconds and calls per named stage; thread-confined (one timer per thread)."""
+    """Seconds and calls per named stage. One thread adds to a given stage (the pipeline's
+    postprocessing thread adds "postprocess" while the predict thread adds the others)."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
@@ -109,18 +110,39 @@ class Predictor:
     def predict(self, frames: Sequence[Frame]) -> list[Result]:
         """One result for each frame, in order. Frames are BGR uint8 ``HxWx3`` of any sizes; those
         with equal :meth:`batch_key` go through one ``preprocess`` → ``forward`` → ``postprocess``."""
+        return self.predict_deferred(frames)()
+
+    def predict_deferred(self, frames: Sequence[Frame]) -> Callable[[], list[Result]]:
+        """:meth:`predict` in two halves: ``preprocess`` and ``forward`` now, ``postprocess`` when the
+        returned function is called, possibly on another thread (the pipeline overlaps one batch's
+        postprocessing with the next batch's forward pass). A subclass that overrides ``predict``
+        runs it whole now."""
+        if type(self).predict is not Predictor.predict:
+            results = self.predict(frames)
+            return lambda: results
         groups: dict[Hashable, list[int]] = {}
         for i, frame in enumerate(frames):
             groups.setdefault(self.batch_key(frame), []).append(i)
-        if len(groups) == 1:
-            return self._predict_group(frames)
-        results: list[Result | None] = [None] * len(frames)
-        for indices in groups.values():
-            for i, result in zip(indices, self._predict_group([frames[i] for i in indices]), strict=True):
-                results[i] = result
-        return results  # type: ignore[return-value]  # every index was filled
+        forwarded = [
+            (indices, *self._forward_group([frames[i] for i in indices])) for indices in groups.values()
+        ]
 
-    def _predict_group(self, frames: Sequence[Frame]) -> list[Result]:
+        def postprocess() -> list[Result]:
+            results: list[Result | None] = [None] * len(frames)
+            for indices, batch, raw in forwarded:
+                group = [frames[i] for i in indices]
+                with torch.inference_mode():  # per thread: entered again on the caller's
+                    t0 = time.perf_counter()
+                    out = self.postprocess(raw, batch, group)
+                    self.timers.add("postprocess", time.perf_counter() - t0, len(group))
+                for i, result in zip(indices, out, strict=True):
+                    results[i] = result
+            return results  # type: ignore[return-value]  # every index was filled
+
+        return postprocess
+
+    def _forward_group(self, frames: Sequence[Frame]) -> tuple[Any, Any]:
+        """``(batch, raw)``: frames of one :meth:`batch_key` preprocessed and through the model."""
         n = len(frames)
         with torch.inference_mode():
             t0 = time.perf_counter()
@@ -130,12 +152,9 @@ class Predictor:
             raw = self.forward(batch)
             self._sync()
             t2 = time.perf_counter()
-            results = self.postprocess(raw, batch, frames)
-            t3 = time.perf_counter()
         self.timers.add("preprocess", t1 - t0, n)
         self.timers.add("inference", t2 - t1, n)
-        self.timers.add("postprocess", t3 - t2, n)
-        return results
+        return batch, raw
 
     def warmup(self, frame: Frame) -> None:
         """One untimed pass so the first real batch does not pay for lazy initialisation."""
