@@ -94,6 +94,48 @@ def test_order_batches_and_failures(tmp_path: Path) -> None:
     assert "b.png" in (tmp_path / "e.jsonl").read_text() and summary.errors[0]["source"] == "b.png"
 
 
+class SlowPost(BrightSpot):
+    """BrightSpot whose postprocessing takes a while and records the thread it ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.post_threads: set[str] = set()
+
+    def postprocess(self, raw, batch, frames) -> list[Detections]:
+        self.post_threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        return super().postprocess(raw, batch, frames)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_overlapped_postprocessing_keeps_order_events_and_results(tmp_path: Path, batch: int) -> None:
+    """With ``overlap`` each batch is postprocessed on its own thread while the next goes through the
+    model: sinks and the caller see the same events, frames and results in the same order as
+    without, and every frame is counted once."""
+    from densecnn.pipeline import RunSummary, stream
+
+    (tmp_path / "in").mkdir()
+    write_video(tmp_path / "in/a.mp4", frames=12)
+    (tmp_path / "in/b.png").write_bytes(b"broken")
+    write_video(tmp_path / "in/c.mp4", frames=3)
+    outcomes = {}
+    for overlap in (False, True):
+        sink, predictor, summary = Recorder(), SlowPost(), RunSummary()
+        src = open_source(tmp_path / "in")
+        yielded = [
+            (p.frame.source, p.frame.index, p.result.boxes.tolist())  # type: ignore[union-attr]
+            for p in stream(
+                events=src.events(), predictor=predictor, sinks=[sink], summary=summary, batch=batch,
+                overlap=overlap,
+            )
+        ]  # fmt: skip
+        outcomes[overlap] = (sink.calls, yielded, summary.frames, summary.class_counts["spot"])
+        assert summary.stage_ms["postprocess"] > 0
+        assert predictor.post_threads == ({"densecnn-post_0"} if overlap else {threading.main_thread().name})
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True][2:] == (15, 15) and len(outcomes[True][1]) == 15
+
+
 def test_read_ahead_is_bounded_when_the_writer_is_slow(tmp_path: Path) -> None:
     """Memory stays flat: the reader never runs more than the queue sizes ahead of the writer."""
     src = open_source(write_video(tmp_path / "v.mp4", frames=60))
