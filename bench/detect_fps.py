@@ -218,6 +218,8 @@ def one_run(
         run.frames, run.frames_from = int(summary["frames"]), "summary.json"
         run.stage_ms = {k: float(v) for k, v in summary.get("stage_ms_per_frame", {}).items()}
         run.pipeline_wall_s = float(summary["wall_s"]) if "wall_s" in summary else None
+        # densecnn's thread plan while it ran (the probe at exit sees the count restored after it)
+        run.torch_threads = summary.get("threads", {}).get("torch", run.torch_threads)
         return run
     videos = [o for o in run.outputs if "frames" in o]
     if videos:
@@ -524,8 +526,9 @@ def _bench(args: argparse.Namespace, source: Path, work: Path) -> int:
     d_thr, y_thr = summary["densecnn"].get("torch_threads"), summary["yolo"].get("torch_threads")
     if d_thr and y_thr and d_thr != y_thr:
         notes.append(
-            f"torch threads differ: densecnn {d_thr} (torch's default, one per core"
-            + (f", or OMP_NUM_THREADS={args.densecnn_threads}" if args.densecnn_threads else "")
+            f"torch threads differ: densecnn {d_thr} (its thread plan: one per core on 2 cores with the "
+            "model on torch, 1 beside OpenVINO / ONNX Runtime, whose own threads run the model"
+            + (f"; OMP_NUM_THREADS={args.densecnn_threads}" if args.densecnn_threads else "")
             + f") vs yolo {y_thr} (Ultralytics' select_device sets min(8, cores - 1) on CPU); "
             "--densecnn-threads N compares at equal threads"
         )

@@ -55,7 +55,9 @@ def load(
     ``task``: detect, segment or classify (None: the model's or the checkpoint's, else detect).
     ``weights``: a local file (densecnn .safetensors checkpoint, Ultralytics .pt, torchvision state
     dict; or a file from ``densecnn export``: .onnx, OpenVINO .xml or its folder). ``backend``: auto,
-    torch, onnxruntime or openvino (``predictor.backend`` says which one runs). ``overrides``: conf,
+    torch, onnxruntime or openvino (``predictor.backend`` says which one runs). ``half``: as
+    ``--half`` / ``--no-half`` (None: bf16 under OpenVINO on a CPU with native bf16, else fp32;
+    ``predictor.precision`` says which). ``overrides``: conf,
     iou, imgsz, classes, max_det, topk, num_classes, class_names, tile (a tile size, or a
     :class:`~densecnn.config.TileConfig`: tiled inference, see ``--tile``). Call
     ``predictor.predict(frames)`` on :class:`~densecnn.results.Frame` lists, or pass it to

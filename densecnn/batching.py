@@ -34,6 +34,7 @@ CANDIDATES = (1, 2, 4, 8)
 SHORT_RUN = 64  # frames: below this, a first measurement would cost more than batching saves
 UNMEASURED = 4  # the CPU's usual best for the zoo's defaults (bench/README.md); used until measured
 _TIE = 0.15  # a larger batch must be 15% faster per frame to be chosen: memory grows with it (below)
+MANY_SIZES = "images of many sizes"  # the origin of that choice
 MIXED_SIZES = 0.5
 """Batch 1 when the commonest network input size covers less than this share of a folder's sampled
 images: frames batch only with equal input sizes, so such a folder makes mostly batches of one or
@@ -71,7 +72,7 @@ def choose_batch(
     if live:
         return BatchChoice(1, "live")
     if mixed_sizes(predictor, image_sizes):
-        return BatchChoice(1, "images of many sizes")
+        return BatchChoice(1, MANY_SIZES)
     if getattr(predictor, "tile", None) is not None:
         return BatchChoice(1, "tiled: a frame's tiles form the batch")
     if hasattr(predictor, "predictors"):  # densecnn run: one measurement per model mix is not kept

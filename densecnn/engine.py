@@ -171,6 +171,10 @@ class PredictionRun:
         run.threads = plan_threads(model_on_torch=_model_on_torch(predictor))
         run._torch_threads_before = apply_thread_plan(run.threads)  # before the batch size is measured
         run.batch = _batch_for(run)
+        from densecnn.batching import MANY_SIZES
+
+        if run.batch.origin == MANY_SIZES and getattr(predictor, "runtime", None) is not None:
+            predictor.runtime.many_sizes = True  # type: ignore[union-attr]  # no static copies for them
         return run
 
     @property

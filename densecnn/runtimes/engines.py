@@ -113,10 +113,12 @@ class OpenVinoRuntime(_Runtime):
     quantized.
 
     Shapes of a dynamic model: while inputs came in at most ``_FEW_SIZES`` sizes (a video, photos of
-    one size), each batch shape gets a static copy compiled at once (at most ``_STATIC_KEPT`` kept;
+    one size) and the run did not say they are many (``many_sizes``), each batch shape gets a
+    static copy compiled at once (at most ``_STATIC_KEPT`` kept;
     a shorter batch runs padded on a longer one's copy): ~10% faster per frame than the dynamic
     graph (yolov8n at 640, batch 4) and ~100 MB less memory than running the dynamic graph first.
-    Among more sizes (a folder of photos) the dynamic graph runs them, a shape seen ``_STATIC_AFTER``
+    Among more sizes (a folder of photos; those copies are dropped) the dynamic graph runs them, a
+    shape seen ``_STATIC_AFTER``
     times gets its static copy, and a batch shape's frames run one at a time for its first
     ``_BATCH_AFTER`` sightings (compiling one costs ~140 ms, building kernels for a new shape on the
     dynamic graph ~90 ms: a folder of photos of many sizes would pay that for every new shape)."""
@@ -157,14 +159,20 @@ class OpenVinoRuntime(_Runtime):
         self._static: OrderedDict[tuple[int, ...], Any] = OrderedDict()  # shape → its own request
         self._seen: Counter[tuple[int, ...]] = Counter()
         self._sizes: set[tuple[int, ...]] = set()  # the (height, width) inputs came in
+        self.many_sizes = False
+        """Inputs come in many sizes (set by the run for a folder of photos of many sizes, or when a
+        third size comes): the dynamic graph runs them (see the class docstring)."""
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         shape = tuple(x.shape)
         if not self.dynamic:
             return self._infer(self._static_request(shape, compile_=False) or self._dynamic_request(), x)
         self._sizes.add(shape[2:])
-        if len(self._sizes) <= _FEW_SIZES:
+        if len(self._sizes) <= _FEW_SIZES and not self.many_sizes:
             return self._run_static(x)
+        if not self.many_sizes:  # the sizes just became many: the static copies go (their memory)
+            self.many_sizes = True
+            self._static.clear()
         request = self._static_request(shape, compile_=self._seen[shape] >= _STATIC_AFTER)
         if request is not None:
             return self._infer(request, x)
@@ -226,6 +234,7 @@ class OpenVinoRuntime(_Runtime):
         self._static.clear()
         self._seen.clear()
         self._sizes.clear()
+        self.many_sizes = False
         self._request = None
 
 
