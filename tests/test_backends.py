@@ -285,8 +285,9 @@ def test_cli_export_then_detect_with_the_file(run_cli, tmp_path: Path) -> None: 
 
 def test_openvino_shapes_static_copies_padding_and_many_sizes(person_torch: Any, tmp_path: Path) -> None:
     """Inputs of one or two sizes (a video) get a static copy per batch shape at once, and a shorter
-    batch runs padded on the longer copy; once inputs come in more sizes the dynamic graph runs them
-    and a new batch shape's frames run one at a time. Every path gives the same outputs."""
+    batch runs padded on the longer copy; once inputs come in more sizes (or the run says they will)
+    the dynamic graph runs them and a new batch shape's frames run one at a time. Every path gives
+    the same outputs."""
     import torch
 
     from densecnn.runtimes.engines import open_runtime
@@ -306,10 +307,15 @@ def test_openvino_shapes_static_copies_padding_and_many_sizes(person_torch: Any,
     assert not runtime._static
     for size in ((320, 320), (256, 320), (224, 320)):  # a third size: inputs of many sizes
         runtime(torch.rand(1, 3, *size, generator=generator))
-    assert list(runtime._static) == [(1, 3, 320, 320), (1, 3, 256, 320)] and runtime._request is not None
+    # the first two sizes had static copies; the third made the sizes many: copies dropped, dynamic graph
+    assert runtime.many_sizes and not runtime._static and runtime._request is not None
     many = runtime(x)  # a batch shape new among many sizes: frame by frame on the dynamic graph
     assert runtime._seen[(4, 3, 192, 320)] == 1 and (4, 3, 192, 320) not in runtime._static
     torch.testing.assert_close(many, video, atol=1e-4, rtol=1e-4)
+    runtime.forget_shapes()
+    runtime.many_sizes = True  # what a run over a folder of photos of many sizes sets first
+    runtime(x[:1])
+    assert not runtime._static and runtime._request is not None
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU does not compute bf16 natively")
