@@ -28,14 +28,29 @@ class ShapeMismatch(DenseCNNError):
 
 
 class _Runtime:
+    """``path`` (an exported model) opened for ``device``; ``threads``: the runtime's own (None: its
+    default); ``half``: the run's ``--half`` (None: not given). Subclasses open it in ``_open``."""
+
     backend = "?"
 
-    def __init__(self, path: Path, meta: ExportMeta) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: ExportMeta,
+        *,
+        device: torch.device,
+        threads: int | None = None,
+        half: bool | None = None,
+    ) -> None:
         self.path = path
         self.meta = meta
         self.dynamic = meta.dynamic
         self.precision = "int8" if meta.int8 else "fp16" if meta.half else "fp32"
         """What the graph computes in: fp32, fp16 (an fp16 ONNX graph), bf16 or int8."""
+        self._open(device, threads, half)
+
+    def _open(self, device: torch.device, threads: int | None, half: bool | None) -> None:
+        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor) -> Any:
         arrays = self._split_run(np.ascontiguousarray(x.detach().cpu().float().numpy()))
@@ -71,16 +86,7 @@ class OnnxRuntime(_Runtime):
 
     backend = "onnxruntime"
 
-    def __init__(
-        self,
-        path: Path,
-        meta: ExportMeta,
-        *,
-        device: torch.device,
-        threads: int | None = None,
-        half: bool | None = None,
-    ):
-        super().__init__(path, meta)
+    def _open(self, device: torch.device, threads: int | None, half: bool | None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -93,7 +99,7 @@ class OnnxRuntime(_Runtime):
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
@@ -125,16 +131,7 @@ class OpenVinoRuntime(_Runtime):
 
     backend = "openvino"
 
-    def __init__(
-        self,
-        path: Path,
-        meta: ExportMeta,
-        *,
-        device: torch.device,
-        threads: int | None = None,
-        half: bool | None = None,
-    ):
-        super().__init__(path, meta)
+    def _open(self, device: torch.device, threads: int | None, half: bool | None) -> None:
         from densecnn.runtimes import import_openvino
 
         ov = import_openvino()
@@ -147,9 +144,9 @@ class OpenVinoRuntime(_Runtime):
                 hint="Use --device cpu, or --backend torch / onnxruntime on the GPU.",
             )
         self.core = ov.Core()
-        self.model = self.core.read_model(str(path))
+        self.model = self.core.read_model(str(self.path))
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if not meta.int8:
+        if not self.meta.int8:
             self.precision = "bf16" if half is not False and cpu_has_bf16(self.core) else "fp32"
             self.config["INFERENCE_PRECISION_HINT"] = "bf16" if self.precision == "bf16" else "f32"
         if threads:
@@ -264,4 +261,4 @@ def open_runtime(
 ) -> _Runtime:
     """``path`` (an exported model file) on ``backend``; ``half``: the run's ``--half`` (None: not
     given), which OpenVINO on a CPU reads as bf16 (see :class:`OpenVinoRuntime`)."""
-    return RUNTIMES[backend](path, meta, device=device, threads=threads, half=half)  # type: ignore[call-arg]
+    return RUNTIMES[backend](path, meta, device=device, threads=threads, half=half)
