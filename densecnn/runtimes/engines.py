@@ -7,6 +7,7 @@ output order). A static graph (exported without ``--dynamic``) takes batch ``met
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
@@ -113,21 +114,20 @@ class OnnxRuntime(_Runtime):
 class OpenVinoRuntime(_Runtime):
     """An OpenVINO IR (.xml + .bin) or an .onnx file on OpenVINO's CPU plugin.
 
-    Precision (``half``): None or True computes in bf16 where the CPU does so natively (AMX or
-    AVX512-BF16; OpenVINO's own default there, ~2.5x the fp32 speed of yolov8n-seg on a Sapphire Rapids
-    core), else fp32; False keeps fp32 (scores equal to torch's within 1e-3). An INT8 model runs as
-    quantized.
+    Precision (``half``): True, or None except on Windows, computes in bf16 where the CPU does so
+    natively (AMX or AVX512-BF16; OpenVINO's own default there, ~2.5x the fp32 speed of yolov8n-seg
+    on a Sapphire Rapids core), else fp32; False keeps fp32 (scores equal to torch's within 1e-3).
+    An INT8 model runs as quantized.
 
     Shapes of a dynamic model: while inputs came in at most ``_FEW_SIZES`` sizes (a video, photos of
-    one size) and the run did not say they are many (``many_sizes``), each batch shape gets a
-    static copy compiled at once (at most ``_STATIC_KEPT`` kept;
-    a shorter batch runs padded on a longer one's copy): ~10% faster per frame than the dynamic
-    graph (yolov8n at 640, batch 4) and ~100 MB less memory than running the dynamic graph first.
-    Among more sizes (a folder of photos; those copies are dropped) the dynamic graph runs them, a
-    shape seen ``_STATIC_AFTER``
-    times gets its static copy, and a batch shape's frames run one at a time for its first
-    ``_BATCH_AFTER`` sightings (compiling one costs ~140 ms, building kernels for a new shape on the
-    dynamic graph ~90 ms: a folder of photos of many sizes would pay that for every new shape)."""
+    one size) and the run did not say they are many (``many_sizes``), each batch shape gets a static
+    copy compiled at once (at most ``_STATIC_KEPT`` kept; a shorter batch runs padded on a longer
+    one's copy): ~10% faster per frame than the dynamic graph (yolov8n at 640, batch 4) and ~100 MB
+    less memory than running the dynamic graph first. Among more sizes (a folder of photos; those
+    copies are dropped) the dynamic graph runs them, a shape seen ``_STATIC_AFTER`` times gets its
+    static copy, and a batch shape's frames run one at a time for its first ``_BATCH_AFTER``
+    sightings (compiling a copy costs ~140 ms, building kernels for a new shape on the dynamic graph
+    ~75 ms in bf16: a folder of photos of many sizes would pay that for every new shape)."""
 
     backend = "openvino"
 
@@ -147,7 +147,10 @@ class OpenVinoRuntime(_Runtime):
         self.model = self.core.read_model(str(self.path))
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if not self.meta.int8:
-            self.precision = "bf16" if half is not False and cpu_has_bf16(self.core) else "fp32"
+            # Not by default on Windows: Ultralytics forces fp32 there after reduced-precision CPU
+            # kernels failed in VMs that report AMX
+            wanted = half is True or (half is None and sys.platform != "win32")
+            self.precision = "bf16" if wanted and cpu_has_bf16(self.core) else "fp32"
             self.config["INFERENCE_PRECISION_HINT"] = "bf16" if self.precision == "bf16" else "f32"
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
