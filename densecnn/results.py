@@ -314,6 +314,13 @@ class InstanceSegmentation(Detections):
             self.windows = mask_windows(self.masks)
         return self.windows
 
+    def areas(self) -> list[int]:
+        """Each mask's pixel count (counted inside its window)."""
+        return [
+            int(np.count_nonzero(mask[y0:y1, x0:x1]))
+            for mask, (y0, y1, x0, x1) in zip(self.masks, self.mask_windows(), strict=True)
+        ]
+
     @cached_property
     def top_instance(self) -> np.ndarray:
         """``(H, W)`` int32: the index of the highest-scoring instance covering each pixel, -1 where

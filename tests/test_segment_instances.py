@@ -216,6 +216,7 @@ def test_windows_carry_through_filter_and_are_computed_when_missing() -> None:
     assert inst.mask_windows().tolist() == [[2, 12, 3, 15], [8, 18, 10, 25], [0, 2, 0, 2]]
     kept = inst.filter(np.array([True, False, True]))
     assert kept.windows is not None and kept.windows.tolist() == [[2, 12, 3, 15], [0, 2, 0, 2]]
+    assert inst.areas() == inst.masks.sum((1, 2)).tolist() == [120, 150, 4]
     top = inst.top_instance
     assert top[10, 12] == 0 and top[15, 20] == 1 and top[1, 1] == 2 and top[19, 29] == -1
 

@@ -52,7 +52,7 @@ class CocoSink(Sink):
         )
         instances = isinstance(dets, InstanceSegmentation)
         rles: list[Any] = dets.rles if instances else [None] * len(dets)  # type: ignore[attr-defined]
-        areas: list[Any] = dets.masks.sum((1, 2)).tolist() if instances else rles  # type: ignore[attr-defined]
+        areas: list[Any] = dets.areas() if instances else rles  # type: ignore[attr-defined]
         for box, score, cid, rle, area in zip(
             dets.boxes, dets.scores, dets.class_ids, rles, areas, strict=True
         ):

@@ -21,17 +21,21 @@ import numpy as np
 import torch
 
 
-def bilinear_matrix(out: int, inp: int) -> np.ndarray:
-    """``(out, inp)`` weights of torch's bilinear resize (``align_corners=False``) along one axis."""
-    scale = inp / out
-    src = np.maximum((np.arange(out) + 0.5) * scale - 0.5, 0.0)
+def bilinear_taps(out: int, inp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Torch's bilinear resize (``align_corners=False``) of ``inp`` samples to ``out`` along one axis:
+    output ``i`` is ``(1 - frac[i]) * x[i0[i]] + frac[i] * x[i1[i]]``."""
+    src = np.maximum((np.arange(out) + 0.5) * (inp / out) - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), inp - 1)
-    i1 = np.minimum(i0 + 1, inp - 1)
-    frac = src - i0
+    return i0, np.minimum(i0 + 1, inp - 1), src - i0
+
+
+def bilinear_matrix(out: int, inp: int) -> np.ndarray:
+    """``(out, inp)`` weights of that resize (:func:`bilinear_taps`) as a matrix."""
+    i0, i1, frac = bilinear_taps(out, inp)
     weights = np.zeros((out, inp), dtype=np.float64)
     rows = np.arange(out)
-    np.add.at(weights, (rows, i0), 1.0 - frac)
-    np.add.at(weights, (rows, i1), frac)
+    weights[rows, i0] += 1.0 - frac
+    weights[rows, i1] += frac  # i1 == i0 at the last sample: the two add up to 1
     return weights
 
 
@@ -55,9 +59,12 @@ def resize_maps(proto_hw: tuple[int, int], shape: tuple[int, int]) -> tuple[np.n
     def axis(out: int, start: int, stop: int, up: int, proto: int) -> np.ndarray:
         upsample = bilinear_matrix(up, proto) if up != proto else np.eye(proto)
         cut = upsample[start:stop]
-        resize = bilinear_matrix(out, stop - start) if out != stop - start else np.eye(out)
-        # torch's matmul: numpy's OpenBLAS threads busy-wait ~0.1 s after each call (a core lost)
-        return (torch.from_numpy(resize) @ torch.from_numpy(cut)).float().numpy()
+        if out == stop - start:
+            return cut.astype(np.float32)
+        # the resize row by row from its two taps (no matmul: numpy's OpenBLAS threads busy-wait
+        # ~0.1 s after each call, a core lost to the pipeline)
+        i0, i1, frac = bilinear_taps(out, stop - start)
+        return ((1.0 - frac)[:, None] * cut[i0] + frac[:, None] * cut[i1]).astype(np.float32)
 
     return axis(h, top, bottom, uh, mh), axis(w, left, right, uw, mw)
 
