@@ -253,15 +253,8 @@ def cpu_has_bf16(core: Any = None) -> bool:
 RUNTIMES: dict[str, type[_Runtime]] = {"onnxruntime": OnnxRuntime, "openvino": OpenVinoRuntime}
 
 
-def open_runtime(
-    backend: str,
-    path: Path,
-    meta: ExportMeta,
-    *,
-    device: torch.device,
-    threads: int | None = None,
-    half: bool | None = None,
-) -> _Runtime:
-    """``path`` (an exported model file) on ``backend``; ``half``: the run's ``--half`` (None: not
-    given), which OpenVINO on a CPU reads as bf16 (see :class:`OpenVinoRuntime`)."""
-    return RUNTIMES[backend](path, meta, device=device, threads=threads, half=half)
+def open_runtime(backend: str, path: Path, meta: ExportMeta, **options: Any) -> _Runtime:
+    """``path`` (an exported model file) on ``backend``; ``options``: ``device``, ``threads`` and
+    ``half`` as :class:`_Runtime` takes them (``half``, the run's ``--half``, is bf16 under OpenVINO on
+    a CPU: see :class:`OpenVinoRuntime`)."""
+    return RUNTIMES[backend](path, meta, **options)
