@@ -1,13 +1,14 @@
 """How many frames share a forward pass when ``--batch`` is not given.
 
 Live sources: one (the newest frame wins; waiting for a batch would only add latency). Folders of
-photos of many sizes: one (``MIXED_SIZES``). Other file sources (images, folders, videos): the batch
-size with the best measured throughput for this model, input size, device, backend, precision and
-thread count, among 1, 2, 4 and 8 (up to 4 on OpenVINO / ONNX Runtime on a CPU: ``candidates_for``),
-the smallest within ``_TIE`` of the fastest. The measurement (a few seconds, once)
-is cached in ``batch_sizes.json`` in the weight cache folder, like the model matrix, keyed by what it
-depends on; a short run (under ``SHORT_RUN`` frames) does not pay for it and uses ``UNMEASURED``
-until one exists.
+photos of many sizes: one (``MIXED_SIZES``; on OpenVINO, more than two sizes: the run then restricts
+the model to a few input sizes, see ``engine._restrict_input_sizes``). Other file sources (images,
+folders, videos): the batch size with the best measured throughput for this model, input size,
+device, backend, precision and thread count, among 1, 2, 4 and 8 (up to 4 on OpenVINO / ONNX Runtime
+on a CPU: ``candidates_for``), the smallest within ``_TIE`` of the fastest. The measurement (a few
+seconds, once) is cached in ``batch_sizes.json`` in the weight cache folder, like the model matrix,
+keyed by what it depends on; a short run (under ``SHORT_RUN`` frames) does not pay for it and uses
+``UNMEASURED`` until one exists.
 
 Batching never changes a result: predictors batch only frames whose network input has the same size
 (:meth:`Predictor.batch_key`), each letterboxed or resized on its own.
@@ -107,7 +108,8 @@ def candidates_for(predictor: Predictor) -> tuple[int, ...]:
 
 def mixed_sizes(predictor: Predictor, image_sizes: Sequence[tuple[int, int]]) -> bool:
     """Whether the commonest network input size (``batch_key``) of ``image_sizes`` covers less than
-    ``MIXED_SIZES`` of them (False below 8 sizes: too few to tell)."""
+    ``MIXED_SIZES`` of them, or, on a runtime that builds kernels for each input shape (OpenVINO),
+    they come in more sizes than it keeps static copies for (False below 8 sizes: too few to tell)."""
     import numpy as np
 
     from densecnn.results import Frame
@@ -118,6 +120,9 @@ def mixed_sizes(predictor: Predictor, image_sizes: Sequence[tuple[int, int]]) ->
         predictor.batch_key(Frame(np.empty((h, w, 3), np.uint8), source="size", path="size"))
         for h, w in image_sizes
     )
+    runtime = getattr(predictor, "runtime", None)
+    if getattr(runtime, "builds_per_shape", False) and len(keys) > runtime.few_sizes:  # type: ignore[union-attr]
+        return True
     return keys.most_common(1)[0][1] < MIXED_SIZES * len(image_sizes)
 
 

@@ -57,6 +57,7 @@ class PredictionRun:
     tasks: dict[str, PredictConfig] | None = None  # densecnn run: each task's settings
     batch: BatchChoice | None = None  # set by ``open``
     threads: ThreadPlan | None = None  # set by ``open``
+    input_sizes: tuple[tuple[int, int], ...] = ()  # set by ``open``: see ``_restrict_input_sizes``
     _torch_threads_before: int = 0
 
     @classmethod
@@ -170,11 +171,9 @@ class PredictionRun:
 
         run.threads = plan_threads(model_on_torch=_model_on_torch(predictor))
         run._torch_threads_before = apply_thread_plan(run.threads)  # before the batch size is measured
-        run.batch = _batch_for(run)
-        from densecnn.batching import MANY_SIZES
-
-        if run.batch.origin == MANY_SIZES and getattr(predictor, "runtime", None) is not None:
-            predictor.runtime.many_sizes = True  # type: ignore[union-attr]  # no static copies for them
+        sizes = _sample_sizes(run)
+        run.batch = _batch_for(run, sizes)
+        run.input_sizes = _restrict_input_sizes(run, sizes)
         return run
 
     @property
@@ -273,6 +272,7 @@ class PredictionRun:
             **outputs.summary_fields(self.task, self.ocfg, self.pcfg),
             **({"batch": self.batch.size, "batch_from": self.batch.origin} if self.batch else {}),
             **({"threads": self.threads.to_dict()} if self.threads else {}),
+            **({"input_sizes": [list(size) for size in self.input_sizes]} if self.input_sizes else {}),
             **({"skipped_done": self.skipped} if self.resuming else {}),
             **({"classes": models["classes"]} if "classes" in models else {}),
             **self.summary.to_dict(),
@@ -308,7 +308,10 @@ class PredictionRun:
             release_run_dir(self.run_dir)
 
     def _restore_threads(self) -> None:
-        """An API caller's torch thread count is theirs again once the run is over."""
+        """An API caller's torch thread count, and their model's own input sizes, are theirs again once
+        the run is over."""
+        if self.input_sizes:
+            self.predictor.input_sizes = ()  # type: ignore[attr-defined]
         if self._torch_threads_before:
             import torch
 
@@ -316,7 +319,13 @@ class PredictionRun:
             self._torch_threads_before = 0
 
 
-def _batch_for(run: PredictionRun) -> BatchChoice:
+def _sample_sizes(run: PredictionRun) -> list[tuple[int, int]]:
+    """``(height, width)`` of a sample of a file source's photos, from their headers."""
+    sample = getattr(run.src, "image_sizes", None)
+    return sample() if sample is not None and not run.live else []
+
+
+def _batch_for(run: PredictionRun, sizes: list[tuple[int, int]]) -> BatchChoice:
     """``--batch``, else 1 for live sources, else the measured best for this model (densecnn.batching)."""
     from densecnn.batching import choose_batch
     from densecnn.zoo.store import WeightStore
@@ -324,8 +333,6 @@ def _batch_for(run: PredictionRun) -> BatchChoice:
     frames = 0 if run.live else run.src.estimated_frames()
     if run.lcfg.max_frames:
         frames = min(frames, run.lcfg.max_frames) if frames else run.lcfg.max_frames
-    sample = getattr(run.src, "image_sizes", None)
-    sizes = sample() if sample is not None and run.pcfg.batch is None and not run.live else []
     return choose_batch(
         run.predictor,
         requested=run.pcfg.batch,
@@ -334,6 +341,29 @@ def _batch_for(run: PredictionRun) -> BatchChoice:
         cache_dir=WeightStore().root,
         image_sizes=sizes,
     )
+
+
+def _restrict_input_sizes(run: PredictionRun, sizes: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """A folder of photos of many sizes on a runtime that builds kernels per input shape (OpenVINO:
+    ~75 ms and memory for each of coco128's 20 letterbox sizes): a YOLO model runs at the folder's
+    two commonest sizes and its full ``imgsz`` (``restrict_input_sizes``), each on a static copy of
+    the graph (yolov8n-seg over coco128: half the inference time, ~300 MB less); other models run
+    their many shapes on the dynamic graph. Returns the sizes (empty: not restricted)."""
+    from densecnn.batching import mixed_sizes
+
+    predictor = run.predictor
+    runtime = getattr(predictor, "runtime", None)
+    if not getattr(runtime, "builds_per_shape", False) or getattr(predictor, "tile", None) is not None:
+        return ()
+    if not mixed_sizes(predictor, sizes):
+        return ()
+    restrict = getattr(predictor, "restrict_input_sizes", None)
+    restricted = restrict(sizes) if restrict is not None else ()
+    if restricted:
+        runtime.few_sizes = max(runtime.few_sizes, len(restricted))  # type: ignore[union-attr]
+    else:
+        runtime.many_sizes = True  # type: ignore[union-attr]  # the dynamic graph, no static copies
+    return restricted
 
 
 def _write_report(run_dir: Path) -> None:

@@ -87,6 +87,33 @@ def test_yolo_batch_and_classes_match_ultralytics(yolo_weights: Path) -> None:
         )
 
 
+def test_restricted_input_sizes_letterbox_as_ultralytics_at_that_size(yolo_weights: Path) -> None:
+    """A model restricted to a few input sizes (a folder of many sizes on OpenVINO) letterboxes each
+    image at its own scale into the smallest of them that holds it: the pixels of Ultralytics'
+    LetterBox straight to that size; an image whose own size is one of them is unchanged."""
+    from ultralytics.data.augment import LetterBox
+
+    predictor, _ = loaded("detect", PredictConfig(weights=yolo_weights, device="cpu", imgsz=320))
+    image = cv2.imread(str(_images()[0]))
+    wide, tall, four_three = (cv2.resize(image, size) for size in ((320, 200), (180, 320), (400, 300)))
+    assert [predictor.own_size(im.shape) for im in (wide, tall, four_three)] == [
+        (224, 320),
+        (320, 192),
+        (256, 320),
+    ]
+    plain = predictor.preprocess([Frame(four_three, source="a", path="a")])
+    sample = [(300, 400)] * 3 + [(640, 480)] * 2 + [(200, 320)]  # 4:3 the commonest, then 3:4
+    assert predictor.restrict_input_sizes(sample) == ((256, 320), (320, 256), (320, 320))
+    for im, size in ((wide, (256, 320)), (tall, (320, 256)), (four_three, (256, 320))):
+        frame = Frame(im, source="a", path="a")
+        assert predictor.batch_key(frame) == size
+        x = predictor.preprocess([frame])
+        want = LetterBox(size, auto=False, stride=32)(image=im)
+        want = torch.from_numpy(want[..., ::-1].copy()).permute(2, 0, 1).float().div(255)
+        torch.testing.assert_close(x[0], want, atol=0, rtol=0)
+    torch.testing.assert_close(predictor.preprocess([Frame(four_three, source="a", path="a")]), plain)
+
+
 def test_faster_rcnn_matches_torchvision(rcnn_weights: Path) -> None:
     from PIL import Image
     from torchvision.models.detection import (

@@ -13,7 +13,7 @@ import contextlib
 import errno
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +96,7 @@ def run_prediction(
             f"[bold]densecnn {task}[/] {run.model_label} on {describe(predictor.device)}, "
             f"{predictor.backend} {predictor.precision}"
             + (f", {run.batch.describe()}" if run.batch is not None else "")
+            + (f", input sizes {_sizes(run.input_sizes)}" if run.input_sizes else "")
             + ": "
             f"{_describe_inputs(run)} → {run.run_dir}"
         )
@@ -278,3 +279,7 @@ def configure_logging(verbose: bool) -> None:
     for handler in logging.getLogger().handlers:  # no URL password in any log line
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def _sizes(sizes: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(f"{h}x{w}" for h, w in sizes)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,6 +122,9 @@ class YoloDetector(Predictor):
     """An Ultralytics detection model (``task``: the Ultralytics task its checkpoints must have)."""
 
     task = "detect"
+    input_sizes: tuple[tuple[int, int], ...] = ()
+    """The network input sizes a run restricted this model to (:meth:`restrict_input_sizes`); empty:
+    each image's own letterbox size."""
     wrong_task_hint = "Use a detection checkpoint (yolov8n.pt, yolo11n.pt, ...) with `densecnn detect`."
 
     def __init__(
@@ -221,10 +225,38 @@ class YoloDetector(Predictor):
 
         return LetterBox(self.imgsz, auto=not self.static_input, stride=self.stride)
 
-    def batch_key(self, frame: Frame) -> tuple[int, int]:
-        """The letterboxed input size: frames that share it share a forward pass (see ``preprocess``)."""
-        p = self.letterbox().get_params({"img": frame.image})
+    def own_size(self, image_shape: Sequence[int]) -> tuple[int, int]:
+        """The letterboxed input size of an image of ``image_shape`` ``(H, W, ...)`` on its own."""
+        p = self.letterbox().get_params({"img": np.empty((image_shape[0], image_shape[1], 0), np.uint8)})
         return p["new_unpad"][1] + p["top"] + p["bottom"], p["new_unpad"][0] + p["left"] + p["right"]
+
+    def restrict_input_sizes(
+        self, image_sizes: Sequence[tuple[int, int]], keep: int = 2
+    ) -> tuple[tuple[int, int], ...]:
+        """Run at few network input sizes from now on, for images of these ``(height, width)`` (a sample
+        of a folder of photos of many sizes): the ``keep`` commonest own letterbox sizes of the sample
+        (seen at least twice) and ``imgsz`` itself. An image is scaled as on its own and padded,
+        centred, to the smallest of them that holds it (:meth:`input_size`); ``imgsz`` is how
+        Ultralytics runs every image on a static export. Returns the sizes (empty: unchanged)."""
+        if self.static_input:
+            return ()
+        counts = Counter(self.own_size(size) for size in image_sizes)
+        common = [size for size, n in counts.most_common(keep) if n >= 2]
+        self.input_sizes = tuple(dict.fromkeys([*common, (int(self.imgsz[0]), int(self.imgsz[1]))]))
+        return self.input_sizes
+
+    def input_size(self, frame: Frame) -> tuple[int, int]:
+        """The network input size of ``frame``: its own letterbox size, or with restricted input sizes
+        the smallest of them that holds it."""
+        return self._fit(self.own_size(frame.image.shape))
+
+    def _fit(self, own: tuple[int, int]) -> tuple[int, int]:
+        fits = [s for s in self.input_sizes if s[0] >= own[0] and s[1] >= own[1]]
+        return min(fits, key=lambda s: s[0] * s[1]) if fits else own
+
+    def batch_key(self, frame: Frame) -> tuple[int, int]:
+        """The network input size: frames that share it share a forward pass (see ``preprocess``)."""
+        return self.input_size(frame)
 
     def preprocess(self, frames: Sequence[Frame]) -> torch.Tensor:
         """BGR uint8 frames → letterboxed RGB float ``(N, 3, H, W)`` in [0, 1] on the model's device.
@@ -233,11 +265,28 @@ class YoloDetector(Predictor):
         result does not depend on its batch; the pipeline batches only frames of one :meth:`batch_key`.
         """
         letterbox = self.letterbox()
-        boxed = [letterbox(image=f.image) for f in frames]
+        boxed = [self._letterboxed(f.image, letterbox) for f in frames]
         x = torch.from_numpy(boxed[0]).unsqueeze(0) if len(boxed) == 1 else torch.from_numpy(np.stack(boxed))
         x = x.to(self.device)  # upload uint8 (4x less than float), convert on the device
         x = x.permute(0, 3, 1, 2).contiguous().flip(1)
         return (x.half() if self.fp16 else x.float()).div_(255)
+
+    def _letterboxed(self, image: np.ndarray, letterbox: Any) -> np.ndarray:
+        """``image`` letterboxed to its own size, then padded (centred, as LetterBox pads) to its
+        restricted input size: pixels equal to a letterbox straight to that size at the own scale."""
+        boxed = letterbox(image=image)
+        own = boxed.shape[:2]
+        height, width = self._fit(own) if self.input_sizes else own
+        if (height, width) == own:
+            return boxed
+        import cv2
+
+        p = letterbox.get_params({"img": image})
+        new_w, new_h = p["new_unpad"]
+        top = round((height - new_h) / 2 - 0.1) - p["top"]
+        left = round((width - new_w) / 2 - 0.1) - p["left"]
+        bottom, right = height - own[0] - top, width - own[1] - left
+        return cv2.copyMakeBorder(boxed, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
 
     def forward(self, batch: torch.Tensor) -> Any:
         return self.run_model(batch)
