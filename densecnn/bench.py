@@ -4,7 +4,8 @@ Each cell is a real prediction run (``densecnn.engine.PredictionRun``: decode, b
 backend's forward, drawing, H.264 and JSONL writing into a temporary run folder) over the first
 ``frames`` frames, after a short untimed warm-up run of the same predictor. Per cell: end-to-end FPS
 of the pipeline, milliseconds per frame of each stage, the batch size it ran at, the process's peak
-RSS during the cell (Linux: the high-water mark is reset before each cell) and, given ``data``, the
+RSS during the cell (Linux: the high-water mark is reset before each cell), on CUDA the share of the
+time the GPU was busy (``densecnn.gpu_busy``) and, given ``data``, the
 headline metric of ``densecnn eval`` for that model and backend on it. A cell that fails is a row
 with its error, like ``yolo benchmark``'s, and the others go on.
 """
@@ -57,6 +58,7 @@ class Row:
     fps: float = 0.0
     stage_ms: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    gpu_busy_pct: float | None = None  # CUDA: the share of the timed run the GPU ran kernels
     metric: str | None = None
     metric_value: float | None = None
     wall_s: float = 0.0
@@ -129,7 +131,8 @@ def _measure(cell: Cell, source: str, out: Path, *, frames: int, device: str, ba
         # untimed: lazy initialisation, the batch-size measurement (cached), kernel choices
         _run(predictor, row.task, source, pcfg, out, "warmup", max_frames=min(frames, 8))
         _reset_peak_rss()
-        run = _run(predictor, row.task, source, pcfg, out, "timed", max_frames=frames)
+        with _gpu_busy(predictor) as busy:
+            run = _run(predictor, row.task, source, pcfg, out, "timed", max_frames=frames)
     except (DenseCNNError, OSError, RuntimeError, ValueError) as exc:
         row.error = _first_line(exc)
         return row
@@ -141,6 +144,7 @@ def _measure(cell: Cell, source: str, out: Path, *, frames: int, device: str, ba
     row.wall_s = round(summary.wall_s, 3)
     row.stage_ms = {s: round(summary.stage_ms.get(s, 0.0), 2) for s in STAGES}
     row.peak_rss_mb = round(_peak_rss_mb(), 1)
+    row.gpu_busy_pct = busy.percent
     if summary.frames == 0:
         row.error = "no frame was processed (is the source empty or unreadable?)"
     return row
@@ -166,6 +170,16 @@ def _run(
     finally:
         run.finish()
     return run
+
+
+def _gpu_busy(predictor: Any) -> Any:
+    """A :class:`~densecnn.gpu_busy.GpuBusy` sampler for a model on CUDA, else one that takes nothing."""
+    from densecnn.gpu_busy import GpuBusy
+
+    device = getattr(predictor, "device", None)
+    if getattr(device, "type", "cpu") != "cuda":
+        return GpuBusy(exe="")  # no executable named "": no samples, percent None
+    return GpuBusy(device.index or 0)
 
 
 def _input_size(predictor: Any) -> int | None:

@@ -28,7 +28,7 @@ def test_bench_table_and_json_every_column_filled(
     assert r.returncode == 0, r.stderr + r.stdout
     for header in ("model", "backend", "precision", "FPS", "peak RSS MB", "metric"):
         assert header in r.stdout
-    assert "mAP50-95 0." in r.stdout
+    assert "mAP50-95 0." in r.stdout and "GPU busy" not in r.stdout
     doc = json.loads((tmp_path / "runs/bench/exp/bench.json").read_text())
     assert doc["machine"]["cores"] and doc["machine"]["load_average"] is not None
     rows = doc["rows"]
@@ -41,6 +41,7 @@ def test_bench_table_and_json_every_column_filled(
         assert row["frames"] == 6 and row["fps"] > 0 and row["wall_s"] > 0 and row["batch"] >= 1
         assert set(row["stage_ms"]) == set(STAGES) and all(v > 0 for v in row["stage_ms"].values())
         assert row["peak_rss_mb"] > 100  # torch alone is more
+        assert row["gpu_busy_pct"] is None  # on the CPU: no GPU column
         assert row["metric"] == "mAP50-95" and 0 <= row["metric_value"] <= 1
 
 
@@ -55,3 +56,33 @@ def test_bench_reports_a_failing_cell_and_goes_on(
     assert doc["rows"][0]["error"] and "nope.mp4" in doc["rows"][0]["error"]
     r = run_cli("bench", str(video), "--weights", str(yolo_weights), "--backend", "auto")
     assert r.returncode == 2 and "not auto" in r.stdout + r.stderr
+
+
+def test_gpu_busy_share_is_the_mean_of_nvidia_smi_samples(tmp_path: Path) -> None:
+    """The sampler reads nvidia-smi's stream (here a stand-in script printing what the real one does,
+    with an "[N/A]" among the samples) for as long as the run goes on, then stops it."""
+    import os
+    import time
+
+    from densecnn.gpu_busy import GpuBusy
+
+    argv = tmp_path / "argv"
+    stub = tmp_path / "nvidia-smi"
+    stub.write_text(
+        f"#!/bin/sh\necho \"$@\" > {argv}\nwhile true; do echo 37; echo '[N/A]'; echo 63; sleep 0.05; done\n"
+    )
+    stub.chmod(0o755)
+    with GpuBusy(1, interval_ms=50, exe=str(stub)) as busy:
+        time.sleep(0.5)
+    assert len(busy.samples) >= 4 and set(busy.samples) == {37.0, 63.0}
+    assert abs(busy.percent - 50.0) <= 13  # the stream may stop between a 37 and its 63
+    assert argv.read_text().split() == [
+        "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "1", "-lms", "50",
+    ]  # fmt: skip
+    taken = len(busy.samples)
+    time.sleep(0.2)
+    assert len(busy.samples) == taken  # stopped with the run
+    assert busy._proc is not None and busy._proc.poll() is not None
+    with GpuBusy(exe=str(tmp_path / "missing")) as none:
+        pass
+    assert none.percent is None and os.path.exists(argv)

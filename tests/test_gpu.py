@@ -104,3 +104,22 @@ def test_detect_on_cuda_writes_h264_with_nvenc_and_fp16(
     with av.open(str(run / "clip.mp4")) as container:
         assert container.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in container.decode(video=0)) == 20
+
+
+def test_bench_on_cuda_reports_the_gpu_busy_share(
+    tmp_path: Path, run_cli: CliRunner, yolo_weights: Path
+) -> None:
+    import json
+    import shutil
+
+    from conftest import write_video
+
+    if shutil.which("nvidia-smi") is None:
+        pytest.skip("no nvidia-smi")
+    video = write_video(tmp_path / "clip.mp4", frames=60, width=640, height=480)
+    r = run_cli("bench", str(video), "--weights", str(yolo_weights), "--backend", "torch",
+                "--device", "cuda", "--frames", "60")  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "GPU busy %" in r.stdout
+    (row,) = json.loads((tmp_path / "runs/bench/exp/bench.json").read_text())["rows"]
+    assert row["error"] is None and 0 < row["gpu_busy_pct"] <= 100

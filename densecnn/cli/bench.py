@@ -102,11 +102,15 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
         Col("peak RSS MB", 0, "right"),
         Col("metric", 0, "right"),
     ]
+    gpu = any(r.gpu_busy_pct is not None for r in rows)  # CUDA rows: their GPU busy share
+    if gpu:
+        cols.insert(-1, Col("GPU busy %", 0, "right"))
     table = []
     for r in rows:
         if not r.frames:
             table.append([r.model, r.task, r.backend, r.precision, str(r.imgsz or ""), "", "",
-                          "[red]failed[/]", *([""] * len(STAGES)), "", r.error or ""])  # fmt: skip
+                          "[red]failed[/]", *([""] * len(STAGES)), "", *([""] if gpu else []),
+                          r.error or ""])  # fmt: skip
             continue
         metric = (
             f"{r.metric} {r.metric_value:.4f}"
@@ -117,7 +121,7 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
         )
         table.append([r.model, r.task, r.backend, r.precision, str(r.imgsz), str(r.batch), str(r.frames),
                       f"{r.fps:.2f}", *(f"{r.stage_ms[s]:.1f}" for s in STAGES), f"{r.peak_rss_mb:.0f}",
-                      metric])  # fmt: skip
+                      *([_percent(r.gpu_busy_pct)] if gpu else []), metric])  # fmt: skip
     load = ", ".join(map(str, machine.get("load_average") or []))
     print_table(
         title="densecnn bench",
@@ -125,6 +129,12 @@ def _table(rows: list, machine: dict, run_dir: Path) -> None:
         rows=table,
         caption=f"{machine['cpu']}, {machine['cores']} cores, {machine['torch_threads']} torch threads, "
         f"load average {load}. FPS: frames / pipeline wall time; stage columns: ms per frame (stages "
-        f"overlap on threads). All figures: {run_dir / 'bench.json'}",
+        f"overlap on threads)"
+        + (". GPU busy %: share of the run's time the GPU ran kernels (nvidia-smi)" if gpu else "")
+        + f". All figures: {run_dir / 'bench.json'}",
     )
     console.print(str(run_dir))
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
