@@ -97,6 +97,7 @@ def run_bench(
     frames: int = 100,
     data: Path | None = None,
     device: str = "auto",
+    half: bool | None = None,
     batch: int | None = None,
     on_row: Callable[[Row], None] | None = None,
 ) -> list[Row]:
@@ -104,23 +105,27 @@ def run_bench(
     rows = []
     with tempfile.TemporaryDirectory(prefix="densecnn-bench-") as tmp:
         for i, cell in enumerate(cells):
-            row = _measure(cell, source, Path(tmp) / f"cell{i}", frames=frames, device=device, batch=batch)
+            row = _measure(
+                cell, source, Path(tmp) / f"cell{i}", frames=frames, device=device, half=half, batch=batch
+            )
             if row.ok and data is not None:
-                _add_metric(row, cell, data, device=device, out=Path(tmp) / f"eval{i}")
+                _add_metric(row, cell, data, device=device, half=half, out=Path(tmp) / f"eval{i}")
             rows.append(row)
             if on_row is not None:
                 on_row(row)
     return rows
 
 
-def _measure(cell: Cell, source: str, out: Path, *, frames: int, device: str, batch: int | None) -> Row:
+def _measure(
+    cell: Cell, source: str, out: Path, *, frames: int, device: str, half: bool | None, batch: int | None
+) -> Row:
     from densecnn.errors import DenseCNNError
     from densecnn.tasks.loading import infer_task, load_predictor
 
     row = Row(model=cell.label, backend=cell.backend, imgsz=cell.imgsz)
     pcfg = PredictConfig(
         model=cell.model, weights=cell.weights, imgsz=cell.imgsz, device=device, backend=cell.backend,
-        batch=batch,
+        half=half, batch=batch,
     )  # fmt: skip
     try:
         row.task = infer_task(pcfg)
@@ -189,7 +194,7 @@ def _input_size(predictor: Any) -> int | None:
     return int(size) if size else None
 
 
-def _add_metric(row: Row, cell: Cell, data: Path, *, device: str, out: Path) -> None:
+def _add_metric(row: Row, cell: Cell, data: Path, *, device: str, half: bool | None, out: Path) -> None:
     """``densecnn eval``'s headline metric for the cell's weights, backend and size on ``data``."""
     import importlib
 
@@ -206,6 +211,7 @@ def _add_metric(row: Row, cell: Cell, data: Path, *, device: str, out: Path) -> 
             model=cell.model,
             imgsz=cell.imgsz,
             device=device,
+            half=half,
             backend=row.backend,
             split="all",
             project=out,

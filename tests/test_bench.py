@@ -23,7 +23,7 @@ def test_bench_table_and_json_every_column_filled(
     data.write_text(yaml.safe_dump(doc))
     r = run_cli(
         "bench", str(video), "--weights", str(yolo_weights), "--backend", "torch",
-        "--imgsz", "160", "--imgsz", "224", "--frames", "6", "--data", str(data),
+        "--imgsz", "160", "--imgsz", "224", "--frames", "6", "--data", str(data), "--no-half",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     for header in ("model", "backend", "precision", "FPS", "peak RSS MB", "metric"):

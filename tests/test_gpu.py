@@ -118,8 +118,8 @@ def test_bench_on_cuda_reports_the_gpu_busy_share(
         pytest.skip("no nvidia-smi")
     video = write_video(tmp_path / "clip.mp4", frames=60, width=640, height=480)
     r = run_cli("bench", str(video), "--weights", str(yolo_weights), "--backend", "torch",
-                "--device", "cuda", "--frames", "60")  # fmt: skip
+                "--device", "cuda", "--half", "--frames", "60")  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
     assert "GPU busy %" in r.stdout
     (row,) = json.loads((tmp_path / "runs/bench/exp/bench.json").read_text())["rows"]
-    assert row["error"] is None and 0 < row["gpu_busy_pct"] <= 100
+    assert row["error"] is None and row["precision"] == "fp16" and 0 < row["gpu_busy_pct"] <= 100

@@ -24,6 +24,7 @@ def bench(
     frames: opt.BenchFrames = 100,
     data: opt.BenchData = None,
     device: opt.Device = "auto",
+    half: opt.Half = None,
     batch: opt.PredictBatch = None,
     out: opt.Out = Path("runs/bench"),
     name: opt.Name = "exp",
@@ -32,7 +33,8 @@ def bench(
     verbose: opt.Verbose = False,
 ) -> None:
     """Benchmark models x backends x input sizes on a video or folder: end-to-end FPS, ms per stage,
-    peak RSS and, with --data, the accuracy metric of `densecnn eval` (mAP50-95, mIoU or top-1).
+    peak RSS, on CUDA the share of the time the GPU was busy, and, with --data, the accuracy metric of
+    `densecnn eval` (mAP50-95, mIoU or top-1).
 
     Every cell is a real prediction run over the first --frames frames (decode, batching, inference,
     drawing, H.264 and JSONL writing, into a temporary folder) after an untimed warm-up. Defaults: the
@@ -71,7 +73,14 @@ def bench(
                 err_console.print(f"  {row.model} / {row.backend} / {row.imgsz}: {state}")
 
             rows = core.run_bench(
-                source, cells=cells, frames=frames, data=data, device=device, batch=batch, on_row=show
+                source,
+                cells=cells,
+                frames=frames,
+                data=data,
+                device=device,
+                half=half,
+                batch=batch,
+                on_row=show,
             )
             doc = core.report(rows, source=source, frames=frames, data=data)
             atomic_write_json(run_dir / "bench.json", doc)
