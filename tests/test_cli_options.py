@@ -21,7 +21,9 @@ from densecnn.cli.app import app
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "220"}  # not TERMINAL_WIDTH: Typer reads it once per process, at import
-ROW = re.compile(r"^│\s+(?:\*\s+)?(--[a-z][\w-]*)")
+# An option's own row: its name in the first column ("│ --name", "│    --name" or "│ *  --name" beside
+# required ones), not a wrapped help line of another option that starts with an option's name
+ROW = re.compile(r"^│\s{1,4}(?:\*\s+)?(--[a-z][\w-]*)")
 
 
 def _commands() -> list[tuple[tuple[str, ...], Any]]:
