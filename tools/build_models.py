@@ -8,10 +8,10 @@ instances_person.json polygons); weights/MODELS.md lists them with their licence
 
 Steps (each one also runs alone: `python tools/build_models.py STEP`; `all` trains the detector and
 the segmenter side by side):
-  prepare  datasets under build/embedded (seeded held-out splits, see embedded_data.py) and version 1's
-           files from git history (the starting weights)
+  prepare  datasets under build/embedded (seeded held-out splits, see embedded_data.py) and the
+           starting weights from git history (START)
   detect   `densecnn train detect`: version 1 fine-tuned, two runs (Ultralytics' trainer underneath)
-  segment  `densecnn train segment`: version 1's encoder, a narrower U-Net decoder, person vs background
+  segment  `densecnn train segment`: version 2 fine-tuned with box-only photos as extra background
   export   fp16 safetensors into weights/; their sha256 + size written into densecnn/zoo/embedded.py
   eval     held-out figures: `densecnn eval detect|segment`, the embedded files through densecnn's
            predictors (recall/precision, IoU, person pixels on photos without people), the street video
@@ -37,13 +37,20 @@ DATA = Path(os.environ.get("DENSECNN_DATA") or ROOT.parent / "shared" / "data")
 BUILD = ROOT / "build" / "embedded"
 WEIGHTS = ROOT / "weights"
 SEED = 0
-# Version 2 fine-tunes version 1 (trained from scratch on Penn-Fudan + COCO128 by this script at
-# commit V1_COMMIT, ~72 min): its files are read from git history and checked against these digests,
-# so a rerun starts from the same weights even after weights/ holds version 2.
-V1_COMMIT = "2abe6c3e55d0a633384f96c0f0355a87b4fb1f93"
-V1_SHA256 = {
-    "person-yolov8n": "0efeb8c7f1bbdb7088904165a495f49b71e52a463f50d1f85e80aba86d79f806",
-    "person-unet": "e4f164a5fc1b48b32e8ff0b7e5fbd6ac3a6937b5c889f13f33291b343761dcc3",
+# Where each model's training starts: an earlier version of its file, read from git history and
+# checked against its digest, so a rerun starts from the same weights whatever weights/ holds now.
+# The detector (version 2) starts from version 1, trained from scratch on Penn-Fudan + COCO128 by this
+# script at commit 2abe6c3 (~72 min); the segmenter (version 3) from version 2, version 1 fine-tuned on
+# the outlined people by this script at commit 4d455a0 (66 min). weights/MODELS.md has both histories.
+START = {
+    "person-yolov8n": (
+        "2abe6c3e55d0a633384f96c0f0355a87b4fb1f93",
+        "0efeb8c7f1bbdb7088904165a495f49b71e52a463f50d1f85e80aba86d79f806",
+    ),
+    "person-unet": (
+        "4d455a060786aa24d2bc0cf05dae0560b506ceab",
+        "ef1d17bc2726f363858e6dd20e3990af8f093eb07892dc02552180328c26c695",
+    ),
 }
 # `densecnn train detect`, two runs. 1: from version 1 with Ultralytics' own optimizer choice (no --lr
 # typed: AdamW at lr 0.002 for one class) and augmentation (mosaic closed for the last 10 epochs).
@@ -53,15 +60,12 @@ DETECT_RUNS = (
     {"name": "person-yolov8n", "epochs": 40, "lr": None},
     {"name": "person-yolov8n-stage2", "epochs": 25, "lr": 5e-4},
 )
-# `densecnn train segment --weights V1`: version 1's mobilenet_v3_large encoder, a U-Net decoder half
-# as wide (its tensors start fresh): 4.0 M parameters instead of 6.7 M, a smaller file.
-SEGMENT = {
-    "decoder_channels": "128,64,32,16,16",
-    "imgsz": 256,
-    "epochs": 40,
-    "batch": 8,
-    "lr": 3e-3,
-}
+# `densecnn train segment` from version 2 (a U-Net decoder of widths 128-64-32-16-16 on densecnn's
+# mobilenet_v3_large: the checkpoint names both): the outlined people of version 2's training set plus
+# every training photo with person boxes but no outlines, scored only outside the boxes (masks/boxes,
+# see embedded_data.build_box_masks); version 2's seeded validation share of the outlined people
+# validates (``val_fraction``, SEED).
+SEGMENT = {"data": "boxes", "imgsz": 320, "epochs": 10, "batch": 8, "lr": 1e-3, "val_fraction": 0.1}
 
 
 def prepare() -> None:
@@ -69,40 +73,44 @@ def prepare() -> None:
     coco = embedded_data.coco_split(DATA)
     yaml = embedded_data.build_yolo(DATA, BUILD / "yolo", split, coco)
     masks = embedded_data.build_masks(DATA, BUILD / "masks", split, coco)
-    for name in V1_SHA256:
-        _v1_file(name)
+    masks["boxes"] = embedded_data.build_box_masks(
+        DATA, BUILD / "masks" / "boxes", masks["train"], coco, SEGMENT["val_fraction"], SEED
+    )
+    for name in START:
+        _start_file(name)
     print(f"prepare: {yaml}; masks {', '.join(str(p) for p in masks.values())}")
     print(f"prepare: Penn-Fudan train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
     print(f"prepare: coco-person train {len(coco.train)}, val {len(coco.val)}, test {len(coco.test)}")
     print(f"prepare: no-person photos train {len(coco.negatives_train)}, test {len(coco.negatives_test)}")
 
 
-def _v1_file(name: str) -> Path:
-    """Version 1 of an embedded file (the starting weights), from git history, digest checked."""
+def _start_file(name: str) -> Path:
+    """The earlier version of an embedded file that training starts from, from git history (see START)."""
     from densecnn.zoo.store import sha256_file
 
-    path = BUILD / "v1" / f"{name}.safetensors"
-    if not (path.is_file() and sha256_file(path) == V1_SHA256[name]):
+    commit, digest = START[name]
+    path = BUILD / "start" / f"{name}.safetensors"
+    if not (path.is_file() and sha256_file(path) == digest):
         path.parent.mkdir(parents=True, exist_ok=True)
         blob = subprocess.run(
-            ["git", "show", f"{V1_COMMIT}:weights/{name}.safetensors"], cwd=ROOT, capture_output=True
+            ["git", "show", f"{commit}:weights/{name}.safetensors"], cwd=ROOT, capture_output=True
         )
         if blob.returncode:
             raise SystemExit(
-                f"prepare: cannot read weights/{name}.safetensors of commit {V1_COMMIT[:10]} "
+                f"prepare: cannot read weights/{name}.safetensors of commit {commit[:10]} "
                 f"({blob.stderr.decode().strip()}). Run in a full git clone of densecnn, or rebuild "
-                f"version 1 with `make models` at that commit and put it at {path}."
+                f"that version with `make models` at that commit and put it at {path}."
             )
         path.write_bytes(blob.stdout)
-        if sha256_file(path) != V1_SHA256[name]:
-            raise SystemExit(f"prepare: {path} does not have version 1's sha256 {V1_SHA256[name]}")
+        if sha256_file(path) != digest:
+            raise SystemExit(f"prepare: {path} does not have the sha256 {digest} of commit {commit[:10]}")
     return path
 
 
 def detect_args(stage: int) -> list[str]:
     """`densecnn train detect` arguments of run ``stage`` (0 or 1) of the recipe."""
     cfg = DETECT_RUNS[stage]
-    start = _v1_file("person-yolov8n") if stage == 0 else _yolo_run_best(stage - 1)
+    start = _start_file("person-yolov8n") if stage == 0 else _yolo_run_best(stage - 1)
     args = ["train", "detect", "--weights", str(start), "--data", str(BUILD / "yolo" / "data.yaml")]
     args += ["--imgsz", str(DETECT["imgsz"]), "--epochs", str(cfg["epochs"]), "--batch", str(DETECT["batch"])]
     args += ["--lr", str(cfg["lr"])] if cfg["lr"] else []
@@ -120,21 +128,20 @@ def train_detect() -> Path:
 
 
 def segment_args() -> list[str]:
-    """`densecnn train segment` arguments of the recipe: person vs background; 10% of the training
-    masks (seeded) validate and pick the best epoch, the held-out images stay out."""
+    """`densecnn train segment` arguments of the recipe: person vs background from version 2; the
+    held-out images stay out."""
     cfg = SEGMENT
-    args = ["train", "segment", "--weights", str(_v1_file("person-unet"))]
-    args += ["--decoder-channels", cfg["decoder_channels"]]
-    args += ["--data", str(BUILD / "masks" / "train"), "--class-names", "background,person"]
+    args = ["train", "segment", "--weights", str(_start_file("person-unet"))]
+    args += ["--data", str(BUILD / "masks" / str(cfg["data"])), "--class-names", "background,person"]
     args += ["--imgsz", str(cfg["imgsz"]), "--epochs", str(cfg["epochs"]), "--batch", str(cfg["batch"])]
-    args += ["--lr", str(cfg["lr"]), "--val-fraction", "0.1", "--patience", "0", "--seed", str(SEED)]
-    args += ["--deterministic", "--device", "cpu", "--workers", "1"]
+    args += ["--lr", str(cfg["lr"]), "--val-fraction", str(cfg["val_fraction"]), "--patience", "0"]
+    args += ["--seed", str(SEED), "--deterministic", "--device", "cpu", "--workers", "1"]
     return [*args, "--out", str(BUILD / "runs"), "--name", "person-unet", "--exist-ok"]
 
 
 def train_segment() -> Path:
     run = BUILD / "runs" / "person-unet"
-    _train("segment", segment_args(), run, run / "weights" / "last.safetensors", SEGMENT["epochs"])
+    _train("segment", segment_args(), run, run / "weights" / "last.safetensors", int(SEGMENT["epochs"]))
     return _unet_run_best()
 
 
@@ -175,20 +182,30 @@ def _yolo_run_best(stage: int = len(DETECT_RUNS) - 1) -> Path:
 
 
 def export() -> None:
-    """fp16 safetensors into weights/ (no pickle), then their sha256 + size into densecnn/zoo/embedded.py."""
+    """fp16 safetensors into weights/ (no pickle) of each model whose training run has finished (the
+    other file stays as it is), then their sha256 + size into densecnn/zoo/embedded.py."""
     sys.path.insert(0, str(ROOT))
     from densecnn.checkpoint import load_checkpoint, save_checkpoint
     from densecnn.integrations.ultralytics import full_unpickling
     from densecnn.tasks.detect.yolo_state import save_yolo_state
 
-    with full_unpickling():  # our own training run's best.pt
-        from ultralytics.nn.tasks import load_checkpoint as load_pt
+    yolo, unet = _yolo_run_best(), _unet_run_best()
+    if not (yolo.is_file() or unet.is_file()):
+        raise SystemExit(f"export: neither {yolo} nor {unet} exists: run the detect or segment step first")
+    if yolo.is_file():
+        with full_unpickling():  # our own training run's best.pt
+            from ultralytics.nn.tasks import load_checkpoint as load_pt
 
-        model, _ = load_pt(str(_yolo_run_best()))
-    save_yolo_state(model, WEIGHTS / "person-yolov8n.safetensors", imgsz=DETECT["imgsz"], half=True)
-    state, meta = load_checkpoint(_unet_run_best())
-    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_checkpoint(WEIGHTS / "person-unet.safetensors", half, meta)
+            model, _ = load_pt(str(yolo))
+        save_yolo_state(model, WEIGHTS / "person-yolov8n.safetensors", imgsz=DETECT["imgsz"], half=True)
+    else:
+        print(f"export: no {yolo}: weights/person-yolov8n.safetensors kept")
+    if unet.is_file():
+        state, meta = load_checkpoint(unet)
+        half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        save_checkpoint(WEIGHTS / "person-unet.safetensors", half, meta)
+    else:
+        print(f"export: no {unet}: weights/person-unet.safetensors kept")
     _register()
 
 

@@ -237,6 +237,61 @@ def build_masks(data: Path, out: Path, split: Split, coco: CocoSplit) -> dict[st
     return {part: out / part for part in parts}
 
 
+IGNORE = 255  # label value `densecnn train segment` does not score
+BOX_MARGIN = 0.05  # share of a box's width / height added on each side of an unscored person box
+
+
+def box_mask(shape: tuple[int, int], boxes: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """Background everywhere but inside the (slightly widened) person boxes, which are not scored:
+    a photo with person boxes and no outlines still teaches what is *not* a person."""
+    h, w = shape
+    mask = np.zeros((h, w), np.uint8)
+    for cx, cy, bw, bh in boxes:
+        mx, my = bw * BOX_MARGIN * w + 2, bh * BOX_MARGIN * h + 2
+        x0, x1 = int((cx - bw / 2) * w - mx), int(np.ceil((cx + bw / 2) * w + mx))
+        y0, y1 = int((cy - bh / 2) * h - my), int(np.ceil((cy + bh / 2) * h + my))
+        mask[max(y0, 0) : y1, max(x0, 0) : x1] = IGNORE
+    return mask
+
+
+def build_box_masks(
+    data: Path, out: Path, masks_train: Path, coco: CocoSplit, val_fraction: float, seed: int
+) -> Path:
+    """Masks folder with its own split for the segmenter's second run → ``out``.
+
+    val: the same seeded share of ``masks_train`` the first run validated on (outlined people only);
+    train: the rest of ``masks_train`` plus every training photo with person boxes but no outlines
+    (coco-person train/val, COCO128), labelled by :func:`box_mask`.
+    """
+    from densecnn.data.masks import open_masks_folder
+
+    folder = open_masks_folder(masks_train, val_fraction=val_fraction, seed=seed, check=False)
+    for part, pairs in (("train", folder.train), ("val", folder.val)):
+        for pair in pairs:
+            _link(pair.image, out / part / "images" / pair.image.name)
+            _link(pair.mask, out / part / "labels" / pair.mask.name)
+    outlined = {pair.image.stem for pair in folder.split("all")}
+    photos = [
+        (
+            data / "coco-person" / "images" / f"{stem}.jpg",
+            data / "coco-person" / "labels" / f"{stem}.txt",
+            f"cp_{stem}",
+        )
+        for stem in coco.train + coco.val
+    ]
+    coco128 = data / "coco128"
+    for image in sorted((coco128 / "images" / "train2017").glob("*.jpg")):
+        photos.append((image, coco128 / "labels" / "train2017" / f"{image.stem}.txt", f"coco_{image.stem}"))
+    for image, label, stem in photos:
+        if stem in outlined or not label.exists() or not (boxes := coco_person_boxes(label)):
+            continue
+        h, w = cv2.imread(str(image)).shape[:2]
+        _link(image, out / "train" / "images" / f"{stem}{image.suffix}")
+        _write_mask(out / "train" / "labels" / f"{stem}.png", box_mask((h, w), boxes))
+    (out / "classes.json").write_text(json.dumps(["background", "person"]))
+    return out
+
+
 def small_people_mosaic(
     data: Path, grid: int = 4, cell: tuple[int, int] = (320, 240)
 ) -> tuple[np.ndarray, np.ndarray]:

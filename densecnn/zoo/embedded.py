@@ -22,7 +22,7 @@ DETECT_FILE = (
 )
 SEGMENT_FILE = (
     "person-unet.safetensors",
-    "ef1d17bc2726f363858e6dd20e3990af8f093eb07892dc02552180328c26c695",
+    "d219904d09c41800747cf1f6f501d7c2f332772c10a6155743b43ed55bea8c5f",
     9165812,
 )
 
@@ -57,7 +57,7 @@ MODELS.add(
         arch="unet",
         weights=_file(SEGMENT_FILE),
         classes=("background", "person"),
-        imgsz=256,
+        imgsz=320,
         description="embedded: U-Net (mobilenet_v3_large) person segmenter trained by densecnn "
         "(Penn-Fudan + COCO people)",
         fallback=True,
